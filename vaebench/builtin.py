@@ -1,0 +1,100 @@
+"""vaebench's own plugin: built-in components, suites and metrics, registered through the same
+hooks as any third-party plugin."""
+
+from __future__ import annotations
+
+from vaebench.contracts import ComponentSpec, DataSpec
+from vaebench.hookspecs import Register, hookimpl
+
+
+def _categorical_fits(data: DataSpec) -> bool:
+    return 2 < data.levels <= 256
+
+
+def _binary(data: DataSpec) -> bool:
+    return data.binary
+
+
+@hookimpl(trylast=True)
+def vaebench_register_encoders(register: Register) -> None:
+    from vaebench.components import mlp
+
+    register(
+        ComponentSpec(
+            "mlp-gaussian",
+            "encoder",
+            mlp.build_gaussian_encoder,
+            "MLP (2 hidden layers, LeakyReLU) to a diagonal Gaussian q(z|x)",
+        )
+    )
+
+
+@hookimpl(trylast=True)
+def vaebench_register_decoders(register: Register) -> None:
+    from vaebench.components import mlp
+
+    register(
+        ComponentSpec(
+            "mlp-bernoulli",
+            "decoder",
+            mlp.build_bernoulli_decoder,
+            "MLP to independent Bernoulli pixels (binary data)",
+            fits=_binary,
+        )
+    )
+    register(
+        ComponentSpec(
+            "mlp-categorical",
+            "decoder",
+            mlp.build_categorical_decoder,
+            "MLP to an independent categorical over the data's L levels per pixel",
+            fits=_categorical_fits,
+        )
+    )
+
+
+@hookimpl(trylast=True)
+def vaebench_register_priors(register: Register) -> None:
+    from vaebench.components import priors
+
+    register(ComponentSpec("standard-normal", "prior", priors.build_standard_normal, "N(0, I)"))
+    register(
+        ComponentSpec(
+            "mog",
+            "prior",
+            priors.build_mixture,
+            "trainable mixture of diagonal Gaussians",
+            options={"components": 10},
+        )
+    )
+    register(
+        ComponentSpec(
+            "vamp",
+            "prior",
+            priors.build_vamp,
+            "VampPrior: mixture of the encoder's posteriors at learned pseudo-inputs",
+            options={"pseudo_inputs": 50},
+        )
+    )
+
+
+@hookimpl(trylast=True)
+def vaebench_register_suites(register: Register) -> None:
+    from vaebench.suites import digits
+
+    register(digits.SUITE)
+
+
+@hookimpl(trylast=True)
+def vaebench_register_metrics(register: Register) -> None:
+    from vaebench.metrics import likelihood
+
+    register(likelihood.LIKELIHOOD)
+    register(likelihood.OOD_SCORES)
+
+
+@hookimpl(trylast=True)
+def vaebench_register_executors(register: Register) -> None:
+    from vaebench.executors import local
+
+    register(local.SPEC)

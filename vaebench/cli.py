@@ -1,0 +1,58 @@
+"""The ``vaebench`` command. Parsing and messages only; the work is the Python API's.
+
+Subcommands live in :mod:`vaebench.commands`, one module each, imported when the parser is
+built; none of them imports torch at module level, so ``vaebench --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from vaebench import __version__
+from vaebench.errors import VaebenchError
+
+COMMANDS = ("run", "plugins", "list", "export", "leaderboard", "compare", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vaebench",
+        description="Benchmark Variational Auto-Encoders: every encoder x decoder x prior "
+        "combination of a suite, trained under one budget, evaluated the same way.",
+    )
+    parser.add_argument("--version", action="version", version=f"vaebench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"vaebench.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"vaebench.commands.{name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except VaebenchError as exc:
+        print(f"vaebench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "vaebench: interrupted; finished results are kept, run again to resume", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""``vaebench run``: train and evaluate a suite's grid, print its table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from vaebench.errors import ConfigError
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _key_value(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="train and evaluate a suite's grid")
+    p.add_argument("--suite", default="digits", help="suite name (default: digits)")
+    p.add_argument(
+        "--budget",
+        "--profile",
+        dest="profile",
+        default="default",
+        help="the suite's budget profile: default, paper, tiny... (default: default)",
+    )
+    p.add_argument("--encoders", "--encoder", nargs="+", metavar="NAME")
+    p.add_argument("--decoders", "--decoder", nargs="+", metavar="NAME")
+    p.add_argument("--priors", "--prior", nargs="+", metavar="NAME")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="N")
+    p.add_argument("--steps", type=_positive_int, help="gradient steps (overrides the profile)")
+    p.add_argument("--epochs", type=_positive_int, help="epochs instead of steps")
+    p.add_argument("--max-seconds", type=_positive_float, help="wall-clock cap per training")
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--patience", type=_positive_int, help="early-stopping patience (evaluations)")
+    p.add_argument("--eval-every", type=_positive_int, help="validate every N steps")
+    p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
+    p.add_argument("-k", "--k", type=_positive_int, dest="k", help="importance samples for IW-NLL")
+    p.add_argument("--k-ood", type=_positive_int, help="importance samples for OOD scores")
+    p.add_argument("--latent-dim", type=_positive_int)
+    p.add_argument("--metrics", nargs="+", metavar="NAME", help="metrics (default: the suite's)")
+    p.add_argument(
+        "--option",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="suite option, e.g. --option binarization=static (repeatable)",
+    )
+    p.add_argument(
+        "--component-option",
+        action="append",
+        default=[],
+        metavar="KIND.KEY=VALUE",
+        help="component option, e.g. --component-option prior.components=20",
+    )
+    p.add_argument("--out", help="results directory (default: results/SUITE)")
+    p.add_argument("--data-dir", help="where datasets live (default: $VAEBENCH_DATA or cache)")
+    p.add_argument("--executor", default="local", help="local, process, ray... (default: local)")
+    p.add_argument("--jobs", type=_positive_int, help="worker processes (process executor)")
+    p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N, mps (default: cpu)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--force", action="store_true", help="retrain keys that are already finished")
+    p.add_argument(
+        "--no-retry-failed",
+        dest="retry_failed",
+        action="store_false",
+        help="keep failed records instead of running them again",
+    )
+    p.add_argument("--csv", metavar="PATH", help="also write the per-seed results as CSV")
+    p.add_argument(
+        "--format",
+        default="md",
+        choices=["md", "latex", "csv", "json", "html"],
+        help="table format printed at the end (default: md)",
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    p.set_defaults(func=run)
+
+
+def _component_options(items: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        head, _, _ = item.partition("=")
+        kind, dot, _ = head.partition(".")
+        if not dot or kind not in ("encoder", "decoder", "prior"):
+            raise ConfigError(
+                f"--component-option {item!r} must look like encoder.KEY=VALUE, "
+                "decoder.KEY=VALUE or prior.KEY=VALUE"
+            )
+        key, value = _key_value(item.split(".", 1)[1])
+        out.setdefault(kind, {})[key] = value
+    return out
+
+
+def request_from_args(args: argparse.Namespace) -> Any:
+    from vaebench.runner import RunRequest
+
+    if args.steps is not None and args.epochs is not None:
+        raise ConfigError("--steps and --epochs conflict; give one of them")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out!r} is a file; give a directory")
+    executor_options: dict[str, Any] = {}
+    if args.jobs is not None:
+        if args.executor == "local":
+            raise ConfigError("--jobs needs a parallel executor; add --executor process")
+        executor_options["jobs"] = args.jobs
+    return RunRequest(
+        suite=args.suite,
+        profile=args.profile,
+        encoders=args.encoders,
+        decoders=args.decoders,
+        priors=args.priors,
+        seeds=args.seeds,
+        steps=args.steps,
+        epochs=args.epochs,
+        max_seconds=args.max_seconds,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=args.patience,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+        k=args.k,
+        k_ood=args.k_ood,
+        latent_dim=args.latent_dim,
+        metrics=args.metrics,
+        suite_options=dict(args.option),
+        component_options=_component_options(args.component_option),
+        out=args.out,
+        data_dir=args.data_dir,
+        executor=args.executor,
+        executor_options=executor_options,
+        device=args.device,
+        precision=args.precision,
+        force=args.force,
+        retry_failed=args.retry_failed,
+        progress=args.progress,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from vaebench.api import run as api_run
+    from vaebench.tables import render_run
+
+    summary = api_run(request_from_args(args))
+    print(
+        f"{len(summary.records)} result(s) in {summary.out_dir}: {summary.ran} trained now, "
+        f"{summary.skipped} already finished (skipped), {summary.failed} failed",
+        file=sys.stderr,
+    )
+    for record in summary.records:
+        if record["status"] != "ok":
+            err = record.get("error") or {}
+            print(
+                f"  failed: {' / '.join(record['combination'].values())} seed {record['seed']}: "
+                f"{err.get('type')}: {err.get('message')}",
+                file=sys.stderr,
+            )
+    print(render_run(summary.records, args.format))
+    if args.csv:
+        from vaebench.tables import write_per_seed_csv
+
+        write_per_seed_csv(summary.records, args.csv)
+        print(f"wrote {args.csv}", file=sys.stderr)
+    return 1 if summary.failed and summary.failed == len(summary.records) else 0

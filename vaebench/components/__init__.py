@@ -1,0 +1,1 @@
+"""vaebench's built-in encoders, decoders and priors (registered in :mod:`vaebench.builtin`)."""

@@ -1,0 +1,93 @@
+"""Priors: standard Gaussian, a trainable mixture of Gaussians, and the VampPrior.
+
+VampPrior: Tomczak & Welling 2018, "VAE with a VampPrior": p(z) = 1/K sum_k q(z | u_k) with
+K learned pseudo-inputs u_k, so the prior is the aggregate posterior of the pseudo-inputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.distributions import Normal
+
+from vaebench.contracts import BuildContext
+
+
+class StandardNormalPrior(nn.Module):
+    def __init__(self, latent: int) -> None:
+        super().__init__()
+        self.latent = latent
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
+
+    def sample(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.latent, device=self._anchor.device, dtype=self._anchor.dtype)
+
+
+class MixtureOfGaussiansPrior(nn.Module):
+    """p(z) = sum_k pi_k N(z | mu_k, diag(sigma_k^2)), every parameter trained."""
+
+    def __init__(self, latent: int, components: int) -> None:
+        super().__init__()
+        self.means = nn.Parameter(torch.randn(components, latent))
+        self.log_scales = nn.Parameter(torch.zeros(components, latent))
+        self.logits = nn.Parameter(torch.zeros(components))
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        comp = Normal(self.means, self.log_scales.exp(), validate_args=False)
+        per_comp = comp.log_prob(z.unsqueeze(-2)).sum(-1)  # [..., K]
+        return torch.logsumexp(per_comp + torch.log_softmax(self.logits, -1), dim=-1)
+
+    def sample(self, n: int) -> torch.Tensor:
+        idx = torch.multinomial(torch.softmax(self.logits, -1), n, replacement=True)
+        eps = torch.randn(n, self.means.shape[-1], device=self.means.device)
+        return self.means[idx] + self.log_scales.exp()[idx] * eps
+
+
+class VampPrior(nn.Module):
+    """Mixture of the encoder's posteriors at learned pseudo-inputs.
+
+    The encoder is held without registering it as a sub-module: its parameters belong to the
+    VAE's encoder (trained once, saved once), and ``torch.func.functional_call`` on the VAE
+    still swaps them because it swaps them on the shared module object.
+    """
+
+    def __init__(self, encoder: nn.Module, data_dim: int, levels: int, pseudo_inputs: int) -> None:
+        super().__init__()
+        object.__setattr__(self, "_encoder", encoder)
+        self.top = levels - 1
+        # Pseudo-inputs live in the data's range [0, levels-1] through a sigmoid.
+        self.pseudo_logits = nn.Parameter(0.1 * torch.randn(pseudo_inputs, data_dim))
+
+    def components(self) -> torch.distributions.Distribution:
+        return self._encoder(self.top * torch.sigmoid(self.pseudo_logits))
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        q = self.components()  # batch [K], event [M]
+        per_comp = q.log_prob(z.unsqueeze(-2))  # [..., K]
+        return torch.logsumexp(per_comp, dim=-1) - math.log(per_comp.shape[-1])
+
+    def sample(self, n: int) -> torch.Tensor:
+        q = self.components()
+        z = q.sample((n,))  # [n, K, M]: a draw from every pseudo-input's posterior
+        pick = torch.randint(0, z.shape[1], (n,), device=z.device)
+        return z[torch.arange(n, device=z.device), pick]
+
+
+def build_standard_normal(ctx: BuildContext) -> StandardNormalPrior:
+    return StandardNormalPrior(ctx.latent_dim)
+
+
+def build_mixture(ctx: BuildContext) -> MixtureOfGaussiansPrior:
+    return MixtureOfGaussiansPrior(ctx.latent_dim, int(ctx.options.get("components", 10)))
+
+
+def build_vamp(ctx: BuildContext) -> VampPrior:
+    if ctx.encoder is None:
+        raise ValueError("the VampPrior needs the encoder; build the encoder first")
+    k = int(ctx.options.get("pseudo_inputs", 50))
+    return VampPrior(ctx.encoder, ctx.data.dim, ctx.data.levels, k)

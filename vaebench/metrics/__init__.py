@@ -1,0 +1,1 @@
+"""Built-in metrics (registered in :mod:`vaebench.builtin`)."""

@@ -1,0 +1,409 @@
+"""From a request to records: plan the grid into keyed units, skip what is done, execute, write.
+
+Only the runner decides what runs; only :mod:`vaebench.results` writes. A unit is plain data
+(names, options, seeds, budget, keys), so an executor can ship it anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vaebench import results
+from vaebench.contracts import COMPONENT_KINDS, Budget, EvalSettings, Suite
+from vaebench.errors import ConfigError
+from vaebench.plugins import PluginHost, default_host
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One combination and a batch of its seeds, with a result key per seed."""
+
+    suite: str
+    suite_version: str
+    profile: str
+    suite_options: Mapping[str, Any]
+    data_dir: str | None
+    combination: Mapping[str, str]
+    components: Mapping[str, Mapping[str, Any]]
+    component_options: Mapping[str, Mapping[str, Any]]
+    latent_dim: int
+    hidden_dim: int
+    seeds: tuple[int, ...]
+    keys: tuple[str, ...]
+    stems: tuple[str, ...]
+    identities: tuple[Mapping[str, Any], ...]
+    budget: Budget
+    eval: EvalSettings
+    metrics: tuple[str, ...]
+    out_dir: str
+    device: str = "cpu"
+    precision: str = "fp32"
+    progress: bool = False
+    checkpoints: bool = True
+
+    def budget_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.budget)
+
+    def eval_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.eval)
+
+    @property
+    def label(self) -> str:
+        return " / ".join(self.combination[kind] for kind in COMPONENT_KINDS)
+
+
+@dataclass
+class RunRequest:
+    """Everything ``vaebench run`` can be asked; ``None`` means "the suite's default"."""
+
+    suite: str = "digits"
+    profile: str = "default"
+    encoders: Sequence[str] | None = None
+    decoders: Sequence[str] | None = None
+    priors: Sequence[str] | None = None
+    seeds: Sequence[int] | None = None
+    steps: int | None = None
+    epochs: int | None = None
+    max_seconds: float | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    patience: int | None = None
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+    k: int | None = None
+    k_ood: int | None = None
+    metrics: Sequence[str] | None = None
+    suite_options: Mapping[str, Any] = field(default_factory=dict)
+    component_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    latent_dim: int | None = None
+    out: str | None = None
+    data_dir: str | None = None
+    executor: str = "local"
+    executor_options: Mapping[str, Any] = field(default_factory=dict)
+    device: str = "cpu"
+    precision: str = "fp32"
+    force: bool = False
+    retry_failed: bool = True
+    progress: bool = True
+
+    def out_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("results") / self.suite
+
+
+@dataclass
+class RunSummary:
+    out_dir: Path
+    records: list[dict[str, Any]]
+    ran: int
+    skipped: int
+    failed: int
+    busy: int
+    units: list[Unit]
+
+
+def resolve_budget(profile_budget: Budget, request: RunRequest) -> Budget:
+    changes: dict[str, Any] = {}
+    for name in ("max_seconds", "batch_size", "lr", "patience", "eval_every", "checkpoint_every"):
+        value = getattr(request, name)
+        if value is not None:
+            changes[name] = value
+    if request.steps is not None and request.epochs is not None:
+        raise ConfigError("give either --steps or --epochs, not both")
+    if request.steps is not None:
+        changes.update(steps=request.steps, epochs=None)
+    if request.epochs is not None:
+        changes.update(epochs=request.epochs, steps=None)
+    return dataclasses.replace(profile_budget, **changes)
+
+
+def resolve_eval(profile_eval: EvalSettings, request: RunRequest) -> EvalSettings:
+    changes = {n: getattr(request, n) for n in ("k", "k_ood") if getattr(request, n) is not None}
+    return dataclasses.replace(profile_eval, **changes)
+
+
+def resolve_grid(
+    host: PluginHost, suite: Suite, request: RunRequest, spec: Any
+) -> dict[str, list[str]]:
+    """Component names per kind: the request's, else the suite's grid, else all that fit."""
+    grid: dict[str, list[str]] = {}
+    for kind, asked, default in (
+        ("encoder", request.encoders, suite.grid.encoders),
+        ("decoder", request.decoders, suite.grid.decoders),
+        ("prior", request.priors, suite.grid.priors),
+    ):
+        registry = host.registry(kind)
+        if asked:
+            names = list(dict.fromkeys(asked))
+            for name in names:
+                component = registry.get(name)
+                if not component.fits(spec):
+                    raise ConfigError(
+                        f"{kind} {name!r} does not fit suite {suite.name!r} (data of dimension "
+                        f"{spec.dim} with {spec.levels} levels); run `vaebench list {kind}s`"
+                    )
+        elif default is not None:
+            names = [n for n in default if n in registry]
+        else:
+            names = [entry.obj.name for entry in registry if entry.obj.fits(spec)]
+        if not names:
+            raise ConfigError(
+                f"no {kind} fits suite {suite.name!r}; install a plugin that provides one"
+            )
+        grid[kind] = names
+    return grid
+
+
+def identity(
+    suite: Suite,
+    profile: str,
+    suite_options: Mapping[str, Any],
+    components: Mapping[str, Mapping[str, Any]],
+    latent_dim: int,
+    hidden_dim: int,
+    budget: Budget,
+    eval_settings: EvalSettings,
+    metrics: Sequence[str],
+    precision: str,
+    seed: int,
+) -> dict[str, Any]:
+    """Everything that determines a result; its hash is the result's key."""
+    return {
+        "suite": {"name": suite.name, "version": suite.version, "options": dict(suite_options)},
+        "components": {kind: dict(c) for kind, c in components.items()},
+        "latent_dim": latent_dim,
+        "hidden_dim": hidden_dim,
+        "budget": dataclasses.asdict(budget),
+        "eval": dataclasses.asdict(eval_settings),
+        "metrics": list(metrics),
+        "precision": precision,
+        "seed": seed,
+        "profile": profile,
+    }
+
+
+def plan(request: RunRequest, host: PluginHost | None = None) -> list[Unit]:
+    """Turn a request into units (one per combination and seed), with their keys."""
+    from vaebench.pipeline import load_suite_data
+
+    host = host or default_host()
+    suite: Suite = host.get("suite", request.suite)
+    profile = suite.profile(request.profile)
+    budget = resolve_budget(profile.budget, request)
+    eval_settings = resolve_eval(profile.eval, request)
+    if request.precision not in PRECISIONS:
+        raise ConfigError(
+            f"unknown precision {request.precision!r}; use one of {', '.join(PRECISIONS)}"
+        )
+    unknown = set(request.suite_options) - set(suite.options)
+    if unknown:
+        raise ConfigError(
+            f"suite {suite.name!r} has no option {', '.join(sorted(unknown))}; "
+            f"its options: {', '.join(sorted(suite.options)) or '(none)'}"
+        )
+    suite_options = {**suite.options, **request.suite_options}
+    data = load_suite_data(suite, {**suite_options, "data_dir": request.data_dir})
+    grid = resolve_grid(host, suite, request, data.spec)
+    metrics = tuple(request.metrics or suite.metrics)
+    for name in metrics:
+        host.get("metric", name)
+    seeds = tuple(request.seeds if request.seeds is not None else suite.seeds)
+    if not seeds:
+        raise ConfigError("no seeds to run; give --seeds 0 1 ...")
+    latent_dim = request.latent_dim or suite.latent_dim
+    if latent_dim <= 0:
+        raise ConfigError(f"latent size must be positive, got {latent_dim}")
+    out_dir = str(request.out_dir())
+    units: list[Unit] = []
+    for enc, dec, pri in itertools.product(grid["encoder"], grid["decoder"], grid["prior"]):
+        combination = {"encoder": enc, "decoder": dec, "prior": pri}
+        components: dict[str, dict[str, Any]] = {}
+        for kind, name in combination.items():
+            entry = host.entry(kind, name)
+            options = {**entry.obj.options, **request.component_options.get(kind, {})}
+            components[kind] = {
+                "name": name,
+                "plugin": entry.plugin,
+                "version": entry.version,
+                "options": options,
+            }
+        identities = tuple(
+            identity(
+                suite,
+                request.profile,
+                suite_options,
+                components,
+                latent_dim,
+                suite.hidden_dim,
+                budget,
+                eval_settings,
+                metrics,
+                request.precision,
+                seed,
+            )
+            for seed in seeds
+        )
+        keys = tuple(results.make_key(i) for i in identities)
+        stems = tuple(
+            results.stem(suite.name, combination, s, k) for s, k in zip(seeds, keys, strict=True)
+        )
+        for i, seed in enumerate(seeds):
+            units.append(
+                Unit(
+                    suite=suite.name,
+                    suite_version=suite.version,
+                    profile=request.profile,
+                    suite_options=suite_options,
+                    data_dir=request.data_dir,
+                    combination=combination,
+                    components=components,
+                    component_options={k: dict(v) for k, v in request.component_options.items()},
+                    latent_dim=latent_dim,
+                    hidden_dim=suite.hidden_dim,
+                    seeds=(seed,),
+                    keys=(keys[i],),
+                    stems=(stems[i],),
+                    identities=(identities[i],),
+                    budget=budget,
+                    eval=eval_settings,
+                    metrics=metrics,
+                    out_dir=out_dir,
+                    device=request.device,
+                    precision=request.precision,
+                    progress=request.progress,
+                )
+            )
+    return units
+
+
+def _failed_outcomes(unit: Unit, exc: BaseException) -> list[dict[str, Any]]:
+    """Records for every seed of a unit whose worker failed as a whole."""
+    out = []
+    for seed, key, stem, ident in zip(
+        unit.seeds, unit.keys, unit.stems, unit.identities, strict=True
+    ):
+        out.append(
+            {
+                "record": {
+                    "schema_version": results.SCHEMA_VERSION,
+                    "key": key,
+                    "stem": stem,
+                    "identity": ident,
+                    "status": "failed",
+                    "suite": {
+                        "name": unit.suite,
+                        "version": unit.suite_version,
+                        "profile": unit.profile,
+                        "options": dict(unit.suite_options),
+                    },
+                    "combination": dict(unit.combination),
+                    "components": unit.components,
+                    "seed": seed,
+                    "budget": unit.budget_json(),
+                    "eval": {**unit.eval_json(), "metrics": list(unit.metrics)},
+                    "metrics": {},
+                    "error": {
+                        "type": type(exc).__name__,
+                        "message": str(exc),
+                        "phase": "worker",
+                        "traceback": "",
+                    },
+                },
+                "artifacts": {},
+            }
+        )
+    return out
+
+
+def write_outcome(root: Path, outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """Artifacts first, then the record (the record is what marks a key done)."""
+    record = dict(outcome["record"])
+    stem = record["stem"]
+    if outcome.get("artifacts"):
+        folder = results.artifact_dir(root, stem)
+        for name, data in outcome["artifacts"].items():
+            results.atomic_write_bytes(folder / name, data)
+            record.setdefault("artifacts", {})[name.split(".")[0]] = str(
+                (folder / name).relative_to(root)
+            )
+    results.write_record(root, record)
+    if record["status"] == "ok":
+        results.remove_checkpoint(root, stem)
+    return record
+
+
+def run(
+    request: RunRequest,
+    host: PluginHost | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> RunSummary:
+    """Plan, skip finished keys, execute the rest, write every record as it arrives."""
+    from tqdm.auto import tqdm
+
+    from vaebench.pipeline import run_unit
+
+    host = host or default_host()
+    units = plan(request, host)
+    root = results.prepare_dir(request.out_dir())
+    executor_spec = host.get("executor", request.executor)
+    done = results.finished_keys(root)
+    todo: list[Unit] = []
+    skipped = 0
+    for unit in units:
+        status = done.get(unit.keys[0])
+        if not request.force and (
+            status == "ok" or (status == "failed" and not request.retry_failed)
+        ):
+            skipped += 1
+        else:
+            todo.append(unit)
+    records_by_key: dict[str, dict[str, Any]] = {}
+    ran = failed = busy = 0
+    with results.key_locks(root, [u.stems[0] for u in todo]) as held:
+        runnable = [u for u in todo if u.stems[0] in held]
+        busy = len(todo) - len(runnable)
+        # Another run may have finished some keys between the first look and the locks.
+        done = results.finished_keys(root)
+        fresh = [u for u in runnable if request.force or done.get(u.keys[0]) != "ok"]
+        skipped += len(runnable) - len(fresh)
+        runnable = fresh
+        executor = executor_spec.factory(**dict(request.executor_options))
+        bar = tqdm(
+            total=len(units),
+            initial=skipped,
+            desc=f"{request.suite} grid",
+            disable=not request.progress,
+        )
+        for unit, outcome in executor.map(runnable, run_unit):
+            outcomes = (
+                _failed_outcomes(unit, outcome) if isinstance(outcome, BaseException) else outcome
+            )
+            for item in outcomes:
+                record = write_outcome(root, item)
+                records_by_key[record["key"]] = record
+                ran += 1
+                failed += record["status"] != "ok"
+                if on_record:
+                    on_record(record)
+            bar.update(1)
+        bar.close()
+    if busy:
+        print(
+            f"{busy} combination(s) are being computed by another run into {root}; "
+            "they were left to it",
+            file=sys.stderr,
+        )
+    keys = {u.keys[0] for u in units}
+    loaded, _ = results.load_records([root])
+    for record in loaded:
+        if record["key"] in keys and record["key"] not in records_by_key:
+            records_by_key[record["key"]] = record
+    ordered = [records_by_key[u.keys[0]] for u in units if u.keys[0] in records_by_key]
+    return RunSummary(root, ordered, ran, skipped, failed, busy, units)

@@ -1,0 +1,1 @@
+"""Built-in benchmark suites (registered in :mod:`vaebench.builtin`)."""
