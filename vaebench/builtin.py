@@ -3,7 +3,7 @@ hooks as any third-party plugin."""
 
 from __future__ import annotations
 
-from vaebench.contracts import ComponentSpec, DataSpec
+from vaebench.contracts import ComponentSpec, DatasetSpec, DataSpec
 from vaebench.hookspecs import Register, hookimpl
 
 
@@ -79,10 +79,42 @@ def vaebench_register_priors(register: Register) -> None:
 
 
 @hookimpl(trylast=True)
+def vaebench_register_datasets(register: Register) -> None:
+    from functools import partial
+
+    from vaebench.data.mnist import load_mnist_family
+    from vaebench.suites.digits import digits_tensor
+
+    register(
+        DatasetSpec(
+            "mnist",
+            partial(load_mnist_family, "mnist"),
+            "MNIST, 60k+10k 28x28 uint8 (IDX files; downloaded and checksummed when missing)",
+        )
+    )
+    register(
+        DatasetSpec(
+            "fashion-mnist",
+            partial(load_mnist_family, "fashion-mnist"),
+            "Fashion-MNIST, 60k+10k 28x28 uint8 (IDX files; also found in /usr/share/datasets)",
+        )
+    )
+    register(
+        DatasetSpec(
+            "digits",
+            lambda **_: digits_tensor(),
+            "scikit-learn's 8x8 digits, 1797 x 64 with levels 0..16 (embedded)",
+        )
+    )
+
+
+@hookimpl(trylast=True)
 def vaebench_register_suites(register: Register) -> None:
-    from vaebench.suites import digits
+    from vaebench.suites import digits, mnist
 
     register(digits.SUITE)
+    register(mnist.MNIST)
+    register(mnist.FASHION_MNIST)
 
 
 @hookimpl(trylast=True)
