@@ -140,6 +140,7 @@ class PluginHost:
         self._extra = dict(extra_plugins or {})
         self._entry_points = entry_points
         self._loaded = False
+        self._failure: PluginError | None = None
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self.registries: dict[str, Registry[Any]] = {kind: Registry(kind) for kind in KINDS}
@@ -147,9 +148,21 @@ class PluginHost:
 
     # -- loading -------------------------------------------------------------------------
     def load(self) -> PluginHost:
+        """Load built-ins and entry points once. A failed load keeps failing: a half-filled
+        registry is never served."""
+        if self._failure is not None:
+            raise self._failure
         if self._loaded:
             return self
         self._loaded = True
+        try:
+            self._load_all()
+        except PluginError as exc:
+            self._failure = exc
+            raise
+        return self
+
+    def _load_all(self) -> None:
         from vaebench import __version__, builtin
 
         self._register(BUILTIN_NAME, builtin, __version__, "vaebench")
@@ -171,18 +184,19 @@ class PluginHost:
         try:
             self.pm.check_pending()
         except pluggy.PluginValidationError as exc:
+            name = self.pm.get_name(exc.plugin) or repr(exc.plugin)
             raise PluginError(
-                f"a plugin implements a hook vaebench does not define: {exc}"
+                f"plugin {name!r} implements a hook vaebench does not define: {exc} "
+                "(check the hook name's spelling against vaebench.hookspecs)"
             ) from exc
         self._collect()
-        return self
 
     def _register(self, name: str, plugin: Any, version: str, dist: str | None) -> None:
         if self.pm.has_plugin(name):
             raise PluginError(f"two plugins are both named {name!r}; rename one entry point")
         try:
             self.pm.register(plugin, name=name)
-        except pluggy.PluginValidationError as exc:
+        except (pluggy.PluginValidationError, ValueError) as exc:  # ValueError: object twice
             raise PluginError(f"plugin {name!r} is invalid: {exc}") from exc
         self.info[name] = PluginInfo(name=name, version=str(version), distribution=dist)
 

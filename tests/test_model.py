@@ -1,0 +1,184 @@
+"""Composition: every built-in encoder x decoder x prior that fits the data makes one VAE whose
+``log_weights`` is the joint, and whose loss trains every part."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Bernoulli, Categorical, Independent, Normal
+
+from vaebench.components.priors import StandardNormalPrior
+from vaebench.contracts import COMPONENT_KINDS, DataSpec
+from vaebench.model import VAE, n_parameters
+from vaebench.pipeline import build_model
+from vaebench.plugins import PluginHost
+
+LATENT, HIDDEN, BATCH = 4, 16, 6
+SPECS = {"digits": DataSpec(64, 17, (8, 8)), "binary": DataSpec(784, 2, (28, 28))}
+HOST = PluginHost(entry_points=False)
+
+
+def fitting_combinations() -> Iterator[Any]:
+    for label, spec in SPECS.items():
+        names = [
+            [e.obj.name for e in HOST.registry(kind) if e.obj.fits(spec)]
+            for kind in COMPONENT_KINDS
+        ]
+        for combo in itertools.product(*names):
+            yield pytest.param(
+                spec,
+                dict(zip(COMPONENT_KINDS, combo, strict=True)),
+                id=f"{label}:{'+'.join(combo)}",
+            )
+
+
+COMBINATIONS = list(fitting_combinations())
+
+
+def build(spec: DataSpec, combination: dict[str, str], seed: int = 0) -> tuple[VAE, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = build_model(HOST, combination, {}, spec, LATENT, HIDDEN)
+    x = torch.randint(0, spec.levels, (BATCH, spec.dim)).float()
+    return model, x
+
+
+def test_every_builtin_prior_is_combined_for_both_kinds_of_data() -> None:
+    for label, spec in SPECS.items():
+        combos = [p.values[1] for p in COMBINATIONS if p.values[0] == spec]
+        priors = {c["prior"] for c in combos}
+        assert {"standard-normal", "mog", "vamp"} <= priors, label
+    decoders = {label: {p.values[1]["decoder"] for p in COMBINATIONS if p.values[0] == spec}
+                for label, spec in SPECS.items()}  # fmt: skip
+    assert "mlp-categorical" in decoders["digits"] and "mlp-bernoulli" not in decoders["digits"]
+    assert "mlp-bernoulli" in decoders["binary"] and "mlp-categorical" not in decoders["binary"]
+
+
+@pytest.mark.parametrize(("spec", "combination"), COMBINATIONS)
+def test_composes_and_log_weights_are_k_by_b(spec: DataSpec, combination: dict[str, str]) -> None:
+    model, x = build(spec, combination)
+    assert model.names == combination
+    model.check(x, LATENT)
+    lw = model.log_weights(x, 7)
+    for term in (lw.log_px_z, lw.log_pz, lw.log_qz, lw.log_w):
+        assert term.shape == (7, BATCH)
+        assert torch.isfinite(term).all()
+    torch.testing.assert_close(lw.log_w, lw.log_px_z + lw.log_pz - lw.log_qz)
+    # the loss is -ELBO with one sample: the mean of the log-weights under the same noise
+    torch.manual_seed(11)
+    loss = model.loss(x)
+    torch.manual_seed(11)
+    torch.testing.assert_close(loss, -model.log_weights(x, 1).log_w.mean())
+    assert loss.shape == ()
+
+
+@pytest.mark.parametrize(("spec", "combination"), COMBINATIONS)
+def test_gradients_reach_every_parameter(spec: DataSpec, combination: dict[str, str]) -> None:
+    model, x = build(spec, combination)
+    model.loss(x).backward()
+    named = dict(model.named_parameters())
+    for part in ("encoder", "decoder"):
+        assert any(name.startswith(f"{part}.") for name in named), part
+    if combination["prior"] == "vamp":
+        assert "prior.pseudo_logits" in named
+    if combination["prior"] == "mog":
+        assert {"prior.means", "prior.log_scales", "prior.logits"} <= set(named)
+    for name, p in named.items():
+        assert p.grad is not None, f"no gradient reaches {name}"
+        assert torch.isfinite(p.grad).all(), name
+        assert p.grad.abs().sum() > 0, f"zero gradient at {name}"
+    # a VampPrior shares the encoder without owning it: each parameter is counted once
+    parts = sum(n_parameters(getattr(model, part)) for part in COMPONENT_KINDS)
+    assert n_parameters(model) == parts == sum(p.numel() for p in named.values())
+
+
+@pytest.mark.parametrize(("spec", "combination"), COMBINATIONS)
+def test_generate_and_reconstruct(spec: DataSpec, combination: dict[str, str]) -> None:
+    model, x = build(spec, combination)
+    for out, rows in ((model.generate(5), 5), (model.reconstruct(x), BATCH)):
+        assert out.shape == (rows, spec.dim)
+        assert not out.requires_grad
+        assert ((out >= 0) & (out <= spec.levels - 1)).all()
+
+
+@pytest.mark.parametrize(("spec", "combination"), COMBINATIONS)
+def test_composes_in_float64(spec: DataSpec, combination: dict[str, str]) -> None:
+    model, x = build(spec, combination)
+    model = model.double()
+    x = x.double()
+    model.check(x, LATENT)
+    lw = model.log_weights(x, 3)
+    assert lw.log_w.dtype == torch.float64 and torch.isfinite(lw.log_w).all()
+    assert model.generate(2).dtype == torch.float64
+
+
+# -- log_weights is the joint, with hand-made components -----------------------------------
+
+
+class FixedEncoder(nn.Module):
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor) -> None:
+        super().__init__()
+        self.loc, self.scale = nn.Parameter(loc), nn.Parameter(scale)
+
+    def forward(self, x: torch.Tensor) -> Independent:
+        shape = (x.shape[0], self.loc.shape[-1])
+        return Independent(Normal(self.loc.expand(shape), self.scale.expand(shape)), 1)
+
+
+class BernoulliDecoder(nn.Module):
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+
+    def forward(self, z: torch.Tensor) -> Independent:
+        return Independent(Bernoulli(logits=z @ self.weight.T), 1)
+
+
+def test_log_weights_is_log_joint_minus_log_posterior() -> None:
+    torch.manual_seed(0)
+    m, d, k = 2, 3, 4
+    loc, scale, weight = torch.randn(m), torch.rand(m) + 0.5, torch.randn(d, m)
+    model = VAE(FixedEncoder(loc, scale), BernoulliDecoder(weight), StandardNormalPrior(m))
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    torch.manual_seed(5)
+    lw = model.log_weights(x, k)
+    torch.manual_seed(5)
+    z = loc + scale * torch.randn(k, 2, m)  # the same reparameterised draw
+    log_q = (-0.5 * ((z - loc) / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
+    log_p = (-0.5 * z**2 - 0.5 * math.log(2 * math.pi)).sum(-1)
+    logits = z @ weight.T
+    log_lik = (x * logits - torch.nn.functional.softplus(logits)).sum(-1)
+    torch.testing.assert_close(lw.log_qz, log_q.detach())
+    torch.testing.assert_close(lw.log_pz, log_p.detach())
+    torch.testing.assert_close(lw.log_px_z, log_lik.detach())
+
+
+class CategoricalDecoder(nn.Module):
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.logits = logits
+
+    def forward(self, z: torch.Tensor) -> Independent:
+        return Independent(Categorical(logits=self.logits.expand(*z.shape[:-1], -1, -1)), 1)
+
+
+def test_generate_and_reconstruct_give_decoder_means() -> None:
+    # a categorical's mean is its expected level, sum_l l * p_l (torch's Categorical has none)
+    logits = torch.tensor([[0.0, 0.0, 0.0], [0.0, math.log(2.0), math.log(5.0)]])
+    model = VAE(FixedEncoder(torch.zeros(2), torch.ones(2)), CategoricalDecoder(logits),
+                StandardNormalPrior(2))  # fmt: skip
+    expected = torch.tensor([1.0, (2 * 1 + 5 * 2) / 8])
+    torch.testing.assert_close(model.generate(3), expected.expand(3, 2))
+    torch.testing.assert_close(model.reconstruct(torch.zeros(4, 2)), expected.expand(4, 2))
+    # a Bernoulli's mean is its probability, at the posterior mean z = loc
+    weight = torch.tensor([[1.0, 0.0], [0.0, -2.0]])
+    model = VAE(FixedEncoder(torch.tensor([0.5, 1.0]), torch.ones(2)), BernoulliDecoder(weight),
+                StandardNormalPrior(2))  # fmt: skip
+    torch.testing.assert_close(
+        model.reconstruct(torch.zeros(1, 2)), torch.sigmoid(torch.tensor([[0.5, -2.0]]))
+    )
