@@ -187,11 +187,14 @@ class SuiteData:
 
 @dataclass(frozen=True)
 class Grid:
-    """Component names to combine; ``None`` means every registered component that fits."""
+    """Component names to combine; ``None`` means every registered component that fits,
+    limited to the components of ``plugins`` when that is given (``("vaebench",)``: the
+    built-ins only, so that installing a plugin does not change a suite's default grid)."""
 
     encoders: tuple[str, ...] | None = None
     decoders: tuple[str, ...] | None = None
     priors: tuple[str, ...] | None = None
+    plugins: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,10 @@
 
 VampPrior: Tomczak & Welling 2018, "VAE with a VampPrior": p(z) = 1/K sum_k q(z | u_k) with
 K learned pseudo-inputs u_k, so the prior is the aggregate posterior of the pseudo-inputs.
+
+Every prior here also has the optional ``marginals()`` of the prior contract
+(:mod:`vaebench.contracts`): its one-dimensional marginals p(z_d) as one distribution of batch
+``[M]``, which collapse metrics use for the KL per latent dimension.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import math
 
 import torch
 from torch import nn
-from torch.distributions import Normal
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from vaebench.contracts import BuildContext
 
@@ -26,6 +30,10 @@ class StandardNormalPrior(nn.Module):
 
     def sample(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent, device=self._anchor.device, dtype=self._anchor.dtype)
+
+    def marginals(self) -> Normal:
+        zeros = torch.zeros(self.latent, device=self._anchor.device, dtype=self._anchor.dtype)
+        return Normal(zeros, torch.ones_like(zeros))
 
 
 class MixtureOfGaussiansPrior(nn.Module):
@@ -46,6 +54,10 @@ class MixtureOfGaussiansPrior(nn.Module):
         idx = torch.multinomial(torch.softmax(self.logits, -1), n, replacement=True)
         eps = torch.randn(n, self.means.shape[-1], device=self.means.device)
         return self.means[idx] + self.log_scales.exp()[idx] * eps
+
+    def marginals(self) -> MixtureSameFamily:
+        """p(z_d) = sum_k pi_k N(z_d | mu_kd, sigma_kd^2): a 1-D mixture per dimension."""
+        return _per_dim_mixture(self.logits, self.means, self.log_scales.exp())
 
 
 class VampPrior(nn.Module):
@@ -76,6 +88,23 @@ class VampPrior(nn.Module):
         z = q.sample((n,))  # [n, K, M]: a draw from every pseudo-input's posterior
         pick = torch.randint(0, z.shape[1], (n,), device=z.device)
         return z[torch.arange(n, device=z.device), pick]
+
+    def marginals(self) -> MixtureSameFamily | None:
+        """Per-dimension 1-D mixtures when the encoder gives diagonal Gaussians, else None."""
+        q = self.components()
+        base = q.base_dist if isinstance(q, Independent) else None
+        if not isinstance(base, Normal) or q.reinterpreted_batch_ndims != 1:
+            return None
+        return _per_dim_mixture(torch.zeros_like(base.loc[:, 0]), base.loc, base.scale)
+
+
+def _per_dim_mixture(
+    logits: torch.Tensor, means: torch.Tensor, scales: torch.Tensor
+) -> MixtureSameFamily:
+    """Mixture weights ``[K]`` and component parameters ``[K, M]`` to M 1-D mixtures."""
+    latent = means.shape[-1]
+    weights = Categorical(logits=logits.expand(latent, -1), validate_args=False)
+    return MixtureSameFamily(weights, Normal(means.T, scales.T, validate_args=False))
 
 
 def build_standard_normal(ctx: BuildContext) -> StandardNormalPrior:

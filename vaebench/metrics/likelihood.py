@@ -1,5 +1,7 @@
-"""-ELBO (reconstruction and KL terms apart) and IW-NLL on the test split; per-example
-likelihood scores on the test split and every OOD set."""
+"""-ELBO (reconstruction and KL terms apart) and IW-NLL on the test split.
+
+Per-example likelihood scores on OOD sets are the ``ood`` metric's (:mod:`vaebench.metrics.ood`).
+"""
 
 from __future__ import annotations
 
@@ -39,22 +41,6 @@ def _gap(stats) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     return float(gap.mean()), se
 
 
-def ood_scores(ctx: EvalContext) -> dict[str, MetricValue]:
-    """Per-example IW log-likelihood and ELBO (k_ood samples) on the test split and OOD sets.
-
-    The test split is scored again with ``k_ood`` so that in- and out-of-distribution scores
-    come from the same estimator.
-    """
-    out: dict[str, MetricValue] = {}
-    for split in [TEST, *ctx.ood_names]:
-        stats = ctx.likelihood(split, ctx.settings.k_ood)
-        ctx.store(f"{split}/iw_ll", stats.iw_ll)
-        ctx.store(f"{split}/elbo", stats.elbo)
-        mean, se = stats.mean_and_stderr("iw_ll")
-        out[f"ood/mean_iw_ll/{split}"] = MetricValue(mean, "nats", None, se, {"k": stats.k})
-    return out
-
-
 LIKELIHOOD = MetricSpec(
     name="likelihood",
     compute=likelihood,
@@ -62,11 +48,4 @@ LIKELIHOOD = MetricSpec(
     unit="nats",
     higher_is_better=False,
     needs=frozenset({"iw"}),
-)
-OOD_SCORES = MetricSpec(
-    name="ood-scores",
-    compute=ood_scores,
-    description="per-example IW log-likelihood and ELBO on the test split and each OOD set",
-    unit="nats",
-    needs=frozenset({"iw", "ood"}),
 )

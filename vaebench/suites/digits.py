@@ -81,8 +81,8 @@ SUITE = Suite(
             "seconds: for tests and smoke checks",
         ),
     },
-    grid=Grid(),
+    grid=Grid(plugins=("vaebench",)),  # every built-in that fits
     seeds=(0, 1),
-    metrics=("likelihood", "ood-scores"),
+    metrics=("likelihood", "collapse", "holes", "ood"),
     options={"limit": None},
 )

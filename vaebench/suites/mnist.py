@@ -163,7 +163,7 @@ def make_suite(name: str, other: str, description: str) -> Suite:
         profiles=_profiles(),
         grid=Grid(encoders=None, decoders=None, priors=None),
         seeds=(0, 1),
-        metrics=("likelihood", "ood-scores"),
+        metrics=("likelihood", "collapse", "holes", "ood"),
         options={
             "binarization": "dynamic",
             "binarization_seed": 0,
