@@ -1,0 +1,94 @@
+"""The conv plugin as vaebench sees it: installed through its entry point, listed by
+``vaebench plugins``, held to the component contract by vaebench's kit, and run in the mnist
+suite's grid."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import vaebench_conv
+
+from vaebench import cli, plugins
+from vaebench.runner import RunRequest, plan
+from vaebench.testing import (
+    BINARY_IMAGE_SPEC,
+    DIGITS_SPEC,
+    ContractSuite,
+    build_harness,
+    check_gradients,
+    check_shapes,
+    check_train_evaluate,
+    linked_data_dir,
+    run_in_grid,
+)
+
+DECODERS = ["conv-bernoulli", "conv-categorical", "pixelcnn"]
+
+
+class TestConvContract(ContractSuite):
+    """Each component on the first of these it fits: sampling a 28x28 PixelCNN takes 784
+    network passes, so its sampling is checked on 8x8 digits and its rest on 28x28 below."""
+
+    plugin = "vaebench-conv"
+    data_specs = (DIGITS_SPEC, BINARY_IMAGE_SPEC)
+
+
+def test_pixelcnn_on_28x28_binary_images() -> None:
+    for check in (check_shapes, check_gradients, check_train_evaluate):
+        check(build_harness("decoder", "pixelcnn", BINARY_IMAGE_SPEC))
+
+
+@pytest.fixture
+def default_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(plugins.ENV_PLUGINS, raising=False)
+    plugins.reset_default_host()
+    yield
+    plugins.reset_default_host()
+
+
+@pytest.fixture
+def mnist_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shared MNIST files, linked into a directory the loader may write its cache into."""
+    shared = Path(os.environ.get("VAEBENCH_TEST_DATA") or Path(__file__).parents[4] / "shared/data")
+    monkeypatch.setenv("VAEBENCH_MIRRORS", "http://127.0.0.1:9/")  # never download
+    return linked_data_dir(shared, tmp_path / "data")
+
+
+def test_listed_with_its_version(default_host: None, capsys: pytest.CaptureFixture) -> None:
+    assert cli.main(["plugins", "--json"]) == 0
+    listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    ours = listed["vaebench-conv"]
+    assert ours["distribution"] == "vaebench-conv"
+    assert ours["version"] == vaebench_conv.__version__
+    assert ours["registered"] == {"encoder": ["conv-gaussian"], "decoder": DECODERS}
+
+
+def test_runs_in_the_mnist_grid(default_host: None, mnist_dir: Path, tmp_path: Path) -> None:
+    options = {"limit": 40, "ood_size": 8}
+    request = RunRequest(
+        suite="mnist", suite_options=options, data_dir=str(mnist_dir), metrics=["likelihood"]
+    )
+    everything = plan(request)
+    assert "conv-gaussian" in {u.combination["encoder"] for u in everything}
+    # Binary MNIST: the Bernoulli conv decoder and the PixelCNN fit, the categorical one not.
+    assert {"conv-bernoulli", "pixelcnn"} <= {u.combination["decoder"] for u in everything}
+    assert "conv-categorical" not in {u.combination["decoder"] for u in everything}
+    summary = run_in_grid(
+        tmp_path / "results",
+        suite="mnist",
+        encoders=["conv-gaussian"],
+        decoders=["conv-bernoulli", "pixelcnn"],
+        priors=["standard-normal"],
+        suite_options=options,
+        data_dir=str(mnist_dir),
+        steps=3,
+        k=2,
+        metrics=["likelihood"],
+    )
+    assert len(summary.records) == 2
+    for record in summary.records:
+        assert record["components"]["decoder"]["plugin"] == "vaebench-conv"
+        assert record["components"]["encoder"]["version"] == vaebench_conv.__version__

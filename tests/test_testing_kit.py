@@ -1,0 +1,231 @@
+"""The plugin authors' kit (vaebench.testing): one contract test parametrised over every
+built-in encoder, decoder and prior, and the kit catching components that break the contract."""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Categorical, Independent, Normal
+
+from vaebench import plugins
+from vaebench.components.mlp import GaussianMLPEncoder
+from vaebench.components.priors import StandardNormalPrior
+from vaebench.contracts import BuildContext, ComponentSpec, DataSpec
+from vaebench.errors import ContractError, DataError, PluginError
+from vaebench.testing import (
+    BINARY_VECTOR_SPEC,
+    DIGITS_SPEC,
+    STANDARD_SPECS,
+    ContractSuite,
+    build_harness,
+    check_component,
+    check_gradients,
+    check_sampling,
+    check_shapes,
+    component_cases,
+    host_with,
+    linked_data_dir,
+    run_in_grid,
+    tiny_suite_data,
+    train_and_evaluate,
+)
+
+
+@functools.cache
+def builtin_host() -> plugins.PluginHost:
+    return plugins.PluginHost(entry_points=False).load()
+
+
+class TestBuiltinContracts(ContractSuite):
+    """Every built-in component on every standard data spec it fits."""
+
+    plugin = "vaebench"
+    every_spec = True
+
+    def host(self) -> plugins.PluginHost:
+        return builtin_host()  # installed plugins cannot change what this test sees
+
+
+def test_every_builtin_component_is_covered() -> None:
+    cases = component_cases("vaebench", host=builtin_host(), every_spec=True)
+    names = {(c.kind, c.spec.name) for c in cases}
+    for kind in ("encoder", "decoder", "prior"):
+        assert {(kind, n) for n in builtin_host().registry(kind).names()} <= names
+
+
+# -- components that break the contract -----------------------------------------------------
+class UnusedParameterEncoder(GaussianMLPEncoder):
+    def __init__(self, ctx: BuildContext) -> None:
+        super().__init__(ctx.data.dim, ctx.data.levels, ctx.hidden_dim, ctx.latent_dim)
+        self.forgotten = nn.Parameter(torch.zeros(3))
+
+
+class DetachedEncoder(GaussianMLPEncoder):
+    def __init__(self, ctx: BuildContext) -> None:
+        super().__init__(ctx.data.dim, ctx.data.levels, ctx.hidden_dim, ctx.latent_dim)
+
+    def forward(self, x: torch.Tensor) -> Independent:
+        q = super().forward(x)
+        return Independent(Normal(q.mean.detach(), q.stddev.detach()), 1)
+
+
+class NoEventEncoder(GaussianMLPEncoder):
+    def forward(self, x: torch.Tensor) -> Normal:
+        return super().forward(x).base_dist  # per-dimension: batch [B, M], no event
+
+
+class NaNPrior(StandardNormalPrior):
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        return super().log_prob(z) * math.nan
+
+
+class WrongSamplePrior(StandardNormalPrior):
+    def sample(self, n: int) -> torch.Tensor:
+        return super().sample(n + 1)
+
+
+class OutOfRangeDecoder(nn.Module):
+    """Samples the value ``levels``, one past the data's largest level."""
+
+    def __init__(self, ctx: BuildContext) -> None:
+        super().__init__()
+        self.levels = ctx.data.levels
+        self.net = nn.Linear(ctx.latent_dim, ctx.data.dim)
+
+    def forward(self, z: torch.Tensor) -> Independent:
+        base = self.net(z).unsqueeze(-1)
+        logits = torch.cat([base.expand(*base.shape[:-1], self.levels), base + 50], -1)
+        return Independent(Categorical(logits=logits), 1)
+
+
+def _no_event_encoder(ctx: BuildContext) -> GaussianMLPEncoder:
+    return NoEventEncoder(ctx.data.dim, ctx.data.levels, ctx.hidden_dim, ctx.latent_dim)
+
+
+BROKEN: dict[str, tuple[ComponentSpec, Any, str]] = {
+    "unused parameter": (
+        ComponentSpec("forgetful", "encoder", UnusedParameterEncoder),
+        check_gradients,
+        "no gradient reaches parameter.*forgotten",
+    ),
+    "graph cut": (
+        ComponentSpec("detached", "encoder", DetachedEncoder),
+        check_gradients,
+        "no gradient reaches parameter",
+    ),
+    "no event dimension": (
+        ComponentSpec("no-event", "encoder", _no_event_encoder),
+        check_shapes,
+        "Independent",
+    ),
+    "NaN log-density": (
+        ComponentSpec("nan", "prior", lambda ctx: NaNPrior(ctx.latent_dim)),
+        check_shapes,
+        "NaN",
+    ),
+    "wrong sample shape": (
+        ComponentSpec("extra", "prior", lambda ctx: WrongSamplePrior(ctx.latent_dim)),
+        check_shapes,
+        r"sample\(3\) returned shape \(4, 4\)",
+    ),
+    "sample out of range": (
+        ComponentSpec("overflow", "decoder", OutOfRangeDecoder),
+        check_sampling,
+        "integer levels in 0..16",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+def test_kit_names_the_broken_component(name: str) -> None:
+    spec, check, message = BROKEN[name]
+    harness = build_harness(spec.kind, spec, DIGITS_SPEC)
+    with pytest.raises(ContractError, match=message) as info:
+        check(harness)
+    if check is not check_gradients:
+        assert repr(spec.name) in str(info.value)
+
+
+def test_check_component_accepts_an_unpackaged_spec() -> None:
+    spec = ComponentSpec("plain", "prior", lambda ctx: StandardNormalPrior(ctx.latent_dim))
+    check_component("prior", spec)  # every check passes on a correct component
+    assert build_harness("prior", spec).data.spec == STANDARD_SPECS[0]
+
+
+def test_spec_that_fits_no_standard_data_needs_a_data_spec() -> None:
+    spec = ComponentSpec(
+        "picky", "prior", lambda ctx: StandardNormalPrior(ctx.latent_dim), fits=lambda d: False
+    )
+    with pytest.raises(ContractError, match="pass data_spec"):
+        build_harness("prior", spec)
+    with pytest.raises(ContractError, match="does not fit"):
+        build_harness("prior", spec, BINARY_VECTOR_SPEC)
+
+
+def test_unknown_plugin_is_named() -> None:
+    with pytest.raises(PluginError, match="no plugin 'vaebench-nope' is loaded"):
+        component_cases("vaebench-nope", host=builtin_host())
+
+
+# -- data, training, grids ----------------------------------------------------------------------
+def test_tiny_suite_data_uses_real_digits_and_random_levels_otherwise() -> None:
+    from vaebench.suites.digits import digits_tensor
+
+    digits = tiny_suite_data()
+    assert torch.equal(digits.train, digits_tensor()[:64])
+    assert (digits.val.shape, digits.test.shape) == ((16, 64), (16, 64))
+    spec = DataSpec(dim=9, levels=5, image_shape=(3, 3))
+    data = tiny_suite_data(spec, n_train=10, n_val=4, n_test=3, seed=2)
+    assert data.spec == spec and data.train.shape == (10, 9) and data.test.shape == (3, 9)
+    values = torch.cat([data.train, data.val, data.test])
+    assert values.min() >= 0 and values.max() <= 4 and torch.equal(values, values.round())
+    assert torch.equal(tiny_suite_data(spec, n_train=10, n_val=4, n_test=3, seed=2).train,
+                       data.train)  # fmt: skip
+
+
+def test_train_and_evaluate_reports_finite_consistent_metrics() -> None:
+    combination = {"encoder": "mlp-gaussian", "decoder": "mlp-categorical", "prior": "mog"}
+    result = train_and_evaluate(combination, host=builtin_host(), steps=5, k=6)
+    assert result.training.steps_done == 5
+    metrics = {name: v.value for name, v in result.metrics.items()}
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert metrics["iw_nll"] <= metrics["neg_elbo"]
+    assert metrics["neg_elbo"] == pytest.approx(metrics["recon"] + metrics["kl"])
+
+
+def test_run_in_grid_returns_records_and_reports_failures(
+    tmp_path: Path, fresh_default_host: None
+) -> None:
+    grid = {
+        "encoders": ["mlp-gaussian"],
+        "decoders": ["mlp-categorical"],
+        "metrics": ["likelihood"],
+    }
+    plugins._default = host_with(
+        ComponentSpec("nan", "prior", lambda ctx: NaNPrior(ctx.latent_dim))
+    ).load()
+    summary = run_in_grid(tmp_path / "ok", priors=["standard-normal"], **grid)
+    assert [r["status"] for r in summary.records] == ["ok"]
+    with pytest.raises(ContractError, match="mlp-gaussian / mlp-categorical / nan seed 0"):
+        run_in_grid(tmp_path / "bad", priors=["nan"], **grid)
+
+
+def test_linked_data_dir_links_and_names_missing_files(tmp_path: Path) -> None:
+    from vaebench.data.download import FILES
+
+    source = tmp_path / "shared"
+    (source / "mnist").mkdir(parents=True)
+    for fname in FILES.values():
+        (source / "mnist" / fname).write_bytes(b"x")
+    root = linked_data_dir(source, tmp_path / "data", ["mnist"])
+    linked = sorted((root / "mnist").iterdir())
+    assert len(linked) == len(FILES) and all(p.is_symlink() for p in linked)
+    assert linked_data_dir(source, tmp_path / "data", ["mnist"]) == root  # idempotent
+    with pytest.raises(DataError, match="fashion-mnist"):
+        linked_data_dir(source, tmp_path / "other", ["fashion-mnist"])

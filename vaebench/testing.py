@@ -1,0 +1,542 @@
+"""The plugin authors' kit: contract checks any plugin package runs on its own components.
+
+Every check builds a small VAE around the component under test (built-in partners fill the
+other two roles), runs it on tiny data and raises :class:`vaebench.errors.ContractError` naming
+the component and what broke. Use it in three ways::
+
+    # 1. one test class that checks everything your plugin registers
+    from vaebench.testing import ContractSuite
+
+    class TestMyPlugin(ContractSuite):
+        plugin = "my-plugin"            # your entry-point name (or distribution name)
+
+    # 2. one call per component
+    from vaebench.testing import check_component
+    check_component("prior", "student-t")
+
+    # 3. a tiny end-to-end run of a combination, returning its metrics
+    from vaebench.testing import train_and_evaluate
+    result = train_and_evaluate({"encoder": "mlp-gaussian", "decoder": "mlp-categorical",
+                                 "prior": "student-t"})
+
+The checks are: the factory builds a module; shapes and broadcasting as
+:mod:`vaebench.contracts` describes them (including ``[k, 1, M]`` against batch ``[N]`` for an
+encoder, which aggregate-posterior metrics use); finite log-probabilities; gradients reaching
+every trainable parameter; sampling (shapes, and data values in ``0 .. levels-1``); a tiny
+training run and evaluation with finite metrics and IW-NLL <= -ELBO.
+
+Also: :func:`run_in_grid` (a tiny grid through the real runner, into a directory),
+:func:`tiny_suite_data`, :func:`host_with` (a host holding a component not yet packaged) and
+:func:`linked_data_dir`. Nothing here imports pytest: :class:`ContractSuite` only implements
+pytest's ``pytest_generate_tests`` hook, so the module also works from a script.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vaebench.contracts import (
+    COMPONENT_KINDS,
+    Budget,
+    ComponentSpec,
+    DataSpec,
+    EvalSettings,
+    MetricValue,
+    SuiteData,
+)
+from vaebench.errors import ContractError, DataError, PluginError
+from vaebench.hookspecs import hookimpl
+from vaebench.model import VAE
+from vaebench.plugins import BUILTIN_NAME, PluginHost, default_host
+from vaebench.train import TrainResult
+
+DIGITS_SPEC = DataSpec(dim=64, levels=17, image_shape=(8, 8))
+BINARY_IMAGE_SPEC = DataSpec(dim=784, levels=2, image_shape=(28, 28))
+BINARY_VECTOR_SPEC = DataSpec(dim=12, levels=2)
+# The data a component is checked on: every one of these that it fits.
+STANDARD_SPECS: tuple[DataSpec, ...] = (DIGITS_SPEC, BINARY_IMAGE_SPEC, BINARY_VECTOR_SPEC)
+LATENT_DIM = 4
+HIDDEN_DIM = 32
+
+
+# -- data ---------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _digits() -> torch.Tensor:
+    from vaebench.suites.digits import digits_tensor
+
+    return digits_tensor()
+
+
+def tiny_suite_data(
+    spec: DataSpec | None = None,
+    *,
+    n_train: int = 64,
+    n_val: int = 16,
+    n_test: int = 16,
+    seed: int = 0,
+) -> SuiteData:
+    """Small :class:`SuiteData`: real digits rows for the digits spec (the default), else
+    uniformly random levels of ``spec`` (enough for contract checks, not for learning)."""
+    spec = spec or DIGITS_SPEC
+    n = n_train + n_val + n_test
+    if spec == DIGITS_SPEC:
+        x = _digits()[:n].clone()
+    else:
+        if spec.image_shape is not None and math.prod(spec.image_shape) != spec.dim:
+            raise ContractError(f"{spec}: image_shape does not multiply to dim {spec.dim}")
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randint(0, spec.levels, (n, spec.dim), generator=g).float()
+    train, val, test = x.split([n_train, n_val, n_test])
+    return SuiteData(spec=spec, train=train, val=val, test=test, provenance={"source": "testing"})
+
+
+# -- cases --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ComponentCase:
+    """One component on one kind of data: what a contract test is parametrised over."""
+
+    kind: str
+    spec: ComponentSpec
+    data: DataSpec
+
+    @property
+    def id(self) -> str:
+        image = "x".join(map(str, self.data.image_shape)) if self.data.image_shape else "flat"
+        return f"{self.kind}:{self.spec.name}@{self.data.dim}d{self.data.levels}l-{image}"
+
+
+def component_cases(
+    plugin: str | None = None,
+    kinds: Iterable[str] = COMPONENT_KINDS,
+    data_specs: Sequence[DataSpec] = STANDARD_SPECS,
+    host: PluginHost | None = None,
+    every_spec: bool = False,
+) -> list[ComponentCase]:
+    """Every registered component (of ``plugin``, if given: its entry-point or distribution
+    name) paired with the first spec of ``data_specs`` it fits, or with each one it fits if
+    ``every_spec``."""
+    host = host or default_host()
+    if plugin is not None and not any(
+        plugin in (info.name, info.distribution) for info in host.plugins()
+    ):
+        known = ", ".join(info.name for info in host.plugins())
+        raise PluginError(
+            f"no plugin {plugin!r} is loaded (loaded: {known}); install your package "
+            "(pip install -e .) so its vaebench entry point is found"
+        )
+    cases = []
+    for kind in kinds:
+        for entry in host.registry(kind):
+            dist = host.info[entry.plugin].distribution
+            if plugin is not None and plugin not in (entry.plugin, dist):
+                continue
+            fitting = [d for d in data_specs if entry.obj.fits(d)]
+            cases += [
+                ComponentCase(kind, entry.obj, d) for d in fitting[: None if every_spec else 1]
+            ]
+    if plugin is not None and not cases:
+        raise PluginError(
+            f"plugin {plugin!r} registers no {'/'.join(kinds)} that fits any of the data specs "
+            f"{list(data_specs)}; set data_specs to data your components fit"
+        )
+    return cases
+
+
+class _OnePlugin:
+    """A plugin object registering one component, for testing a spec before packaging it."""
+
+    def __init__(self, spec: ComponentSpec) -> None:
+        self.spec = spec
+
+    def _give(self, kind: str, register: Any) -> None:
+        if self.spec.kind == kind:
+            register(self.spec)
+
+    @hookimpl
+    def vaebench_register_encoders(self, register: Any) -> None:
+        self._give("encoder", register)
+
+    @hookimpl
+    def vaebench_register_decoders(self, register: Any) -> None:
+        self._give("decoder", register)
+
+    @hookimpl
+    def vaebench_register_priors(self, register: Any) -> None:
+        self._give("prior", register)
+
+
+def host_with(*specs: ComponentSpec) -> PluginHost:
+    """A host with the built-ins and ``specs``, no entry points: test a component unpackaged."""
+    return PluginHost({f"under-test-{i}": _OnePlugin(s) for i, s in enumerate(specs)}, False)
+
+
+def _partner(host: PluginHost, kind: str, data: DataSpec) -> str:
+    preferred = {"encoder": "mlp-gaussian", "prior": "standard-normal"}.get(kind)
+    registry = host.registry(kind)
+    if preferred in registry and registry.get(preferred).fits(data):
+        return preferred
+    for entry in registry:
+        if entry.plugin == BUILTIN_NAME and entry.obj.fits(data):
+            return entry.obj.name
+    raise ContractError(f"no built-in {kind} fits {data}; pass partners={{{kind!r}: NAME}}")
+
+
+# -- building -----------------------------------------------------------------------------------
+@dataclass
+class Harness:
+    """A built VAE around one component under test, with its tiny data."""
+
+    kind: str
+    name: str
+    model: VAE
+    data: SuiteData
+    host: PluginHost
+    combination: dict[str, str]
+    options: dict[str, dict[str, Any]]
+    latent_dim: int
+    hidden_dim: int
+
+    @property
+    def component(self) -> nn.Module:
+        return getattr(self.model, self.kind)
+
+    @property
+    def who(self) -> str:
+        return f"{self.kind} {self.name!r}"
+
+
+def build_harness(
+    kind: str,
+    name_or_spec: str | ComponentSpec,
+    data_spec: DataSpec | None = None,
+    *,
+    host: PluginHost | None = None,
+    partners: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
+    latent_dim: int = LATENT_DIM,
+    hidden_dim: int = HIDDEN_DIM,
+    seed: int = 0,
+) -> Harness:
+    """Build the component (a registered name, or a :class:`ComponentSpec` not yet packaged)
+    with built-in partners, on the first of :data:`STANDARD_SPECS` it fits unless given."""
+    from vaebench.pipeline import build_model
+
+    if kind not in COMPONENT_KINDS:
+        raise ContractError(f"unknown component kind {kind!r}; use one of {COMPONENT_KINDS}")
+    if isinstance(name_or_spec, ComponentSpec):
+        spec = name_or_spec
+        if spec.kind != kind:
+            raise ContractError(f"{spec.name!r} is a {spec.kind}, checked as a {kind}")
+        host = host or host_with(spec)
+        if host.registry(kind).get(spec.name) is not spec:
+            raise PluginError(f"host holds another {kind} named {spec.name!r}")
+    else:
+        host = host or default_host()
+        spec = host.get(kind, name_or_spec)
+    if data_spec is None:
+        data_spec = next((d for d in STANDARD_SPECS if spec.fits(d)), None)
+        if data_spec is None:
+            raise ContractError(
+                f"{kind} {spec.name!r} fits none of {list(STANDARD_SPECS)}; pass data_spec="
+            )
+    elif not spec.fits(data_spec):
+        raise ContractError(f"{kind} {spec.name!r} does not fit {data_spec}")
+    combination = {
+        k: spec.name if k == kind else (partners or {}).get(k) or _partner(host, k, data_spec)
+        for k in COMPONENT_KINDS
+    }
+    component_options = {kind: dict(options or {})}
+    data = tiny_suite_data(data_spec, seed=seed)
+    torch.manual_seed(seed)
+    model = build_model(host, combination, component_options, data_spec, latent_dim, hidden_dim)
+    return Harness(
+        kind, spec.name, model, data, host, combination, component_options, latent_dim, hidden_dim
+    )
+
+
+# -- checks -------------------------------------------------------------------------------------
+def _finite(values: torch.Tensor, who: str, shape: Sequence[int]) -> None:
+    if not isinstance(values, torch.Tensor) or tuple(values.shape) != tuple(shape):
+        got = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+        raise ContractError(f"{who} returned {got}; expected a tensor of shape {tuple(shape)}")
+    if not torch.isfinite(values).all():
+        raise ContractError(f"{who} returned non-finite values (NaN or inf)")
+
+
+def check_shapes(h: Harness) -> None:
+    """The model's own contract check, plus the broadcasting metrics rely on."""
+    x = h.data.val[:6]
+    n, m = x.shape[0], h.latent_dim
+    model = h.model
+    model.check(x, m)
+    with torch.no_grad():
+        q = model.encoder(x)
+        z = q.rsample((3,))
+        if h.kind == "encoder":
+            # Aggregate-posterior metrics score draws against every point: [k, 1, M] vs [N].
+            _finite(q.log_prob(z[:, :1]), f"{h.who} log_prob of [3, 1, M] vs batch [N]", (3, n))
+            _finite(q.log_prob(z[0]), f"{h.who} log_prob of [N, M]", (n,))
+        if h.kind == "decoder":
+            p = model.decoder(z[0])
+            if tuple(p.batch_shape) != (n,):
+                raise ContractError(f"{h.who}: z of shape [N, M] gave batch {p.batch_shape}")
+            _finite(p.log_prob(x), f"{h.who} log_prob with z of shape [N, M]", (n,))
+            _finite(model.decoder(z).log_prob(x), f"{h.who} log_prob of [N, D] vs batch [3, N]",
+                    (3, n))  # fmt: skip
+        if h.kind == "prior":
+            _finite(model.prior.log_prob(z), f"{h.who} log_prob of [3, N, M]", (3, n))
+            _finite(model.prior.log_prob(z[0]), f"{h.who} log_prob of [N, M]", (n,))
+
+
+def check_gradients(h: Harness) -> None:
+    """One backward pass of the training loss reaches every trainable parameter, finitely."""
+    model = h.model
+    model.train()
+    model.zero_grad(set_to_none=True)
+    loss = model.loss(h.data.train[:8])
+    if not torch.isfinite(loss):
+        raise ContractError(f"{h.who}: the training loss is not finite at initialisation")
+    loss.backward()
+    params = [(n, p) for n, p in h.component.named_parameters() if p.requires_grad]
+    missing = [n for n, p in params if p.grad is None]
+    if missing:
+        raise ContractError(
+            f"{h.who}: no gradient reaches parameter(s) {', '.join(missing)}; they are unused "
+            "in log_prob/rsample, or the graph is cut (detach, no_grad, .item())"
+        )
+    bad = [n for n, p in params if not torch.isfinite(p.grad).all()]
+    if bad:
+        raise ContractError(f"{h.who}: non-finite gradient in parameter(s) {', '.join(bad)}")
+    if params and all(float(p.grad.abs().sum()) == 0 for _, p in params):
+        raise ContractError(f"{h.who}: every gradient is exactly zero; nothing would train")
+    model.zero_grad(set_to_none=True)
+
+
+def check_sampling(h: Harness) -> None:
+    """Samples of every distribution have the promised shape and lie in the support."""
+    x = h.data.val[:3]
+    n, m, spec = x.shape[0], h.latent_dim, h.data.spec
+    model = h.model
+    with torch.no_grad():
+        q = model.encoder(x)
+        _finite(q.rsample((2,)), f"encoder {h.combination['encoder']!r} rsample", (2, n, m))
+        _finite(q.sample(), f"encoder {h.combination['encoder']!r} sample", (n, m))
+        z = model.prior.sample(n)
+        _finite(z, f"prior {h.combination['prior']!r} sample({n})", (n, m))
+        _finite(model.prior.log_prob(z), f"prior {h.combination['prior']!r} log_prob", (n,))
+        if h.kind == "decoder":
+            xs = model.decoder(z).sample()
+            _finite(xs, f"{h.who} sample", (n, spec.dim))
+            if (xs != xs.round()).any() or xs.min() < 0 or xs.max() > spec.levels - 1:
+                raise ContractError(
+                    f"{h.who}: samples must be integer levels in 0..{spec.levels - 1}, got "
+                    f"values in [{float(xs.min())}, {float(xs.max())}]"
+                )
+
+
+@dataclass
+class TrainEvalResult:
+    """What :func:`train_and_evaluate` returns: the trained model, its training summary and
+    its metric values by output name (``neg_elbo``, ``iw_nll``... for ``likelihood``)."""
+
+    model: VAE
+    training: TrainResult
+    metrics: dict[str, MetricValue]
+
+
+def train_and_evaluate(
+    combination: Mapping[str, str],
+    data: SuiteData | None = None,
+    *,
+    host: PluginHost | None = None,
+    component_options: Mapping[str, Mapping[str, Any]] | None = None,
+    steps: int = 8,
+    batch_size: int = 16,
+    k: int = 8,
+    seed: int = 0,
+    latent_dim: int = LATENT_DIM,
+    hidden_dim: int = HIDDEN_DIM,
+    metrics: Sequence[str] = ("likelihood",),
+) -> TrainEvalResult:
+    """Train ``combination`` for a few steps and evaluate it in process (no files written).
+
+    Checks what must hold for any model: finite metrics, and IW-NLL <= -ELBO (both come from
+    the same samples, so it holds exactly).
+    """
+    from vaebench.evaluate import evaluate
+    from vaebench.pipeline import build_model
+    from vaebench.train import fit
+
+    host = host or default_host()
+    data = data or tiny_suite_data()
+    torch.manual_seed(seed)
+    options = {kind: dict(o) for kind, o in (component_options or {}).items()}
+    model = build_model(host, dict(combination), options, data.spec, latent_dim, hidden_dim)
+    model.check(data.val[:4], latent_dim)
+    budget = Budget(steps=steps, batch_size=batch_size, eval_every=steps, patience=None)
+    training = fit(model, data, budget, seed)
+    specs = [host.get("metric", name) for name in metrics]
+    values, _ = evaluate(
+        model, data, EvalSettings(k=k, k_ood=k), specs, torch.device("cpu"), latent_dim
+    )
+    label = " x ".join(f"{kind} {name!r}" for kind, name in combination.items())
+    bad = [name for name, v in values.items() if not math.isfinite(v.value)]
+    if bad:
+        raise ContractError(f"{label}: metrics {', '.join(bad)} are not finite after training")
+    iw, elbo = values.get("iw_nll"), values.get("neg_elbo")
+    if iw is not None and elbo is not None and iw.value > elbo.value + 1e-6:
+        raise ContractError(
+            f"{label}: IW-NLL {iw.value} exceeds -ELBO {elbo.value}; "
+            "log q(z|x) is inconsistent with the samples"
+        )
+    return TrainEvalResult(model, training, values)
+
+
+def check_train_evaluate(h: Harness, steps: int = 4) -> TrainEvalResult:
+    """A tiny end-to-end training run and evaluation of the harness's combination."""
+    return train_and_evaluate(
+        h.combination,
+        h.data,
+        host=h.host,
+        component_options=h.options,
+        steps=steps,
+        latent_dim=h.latent_dim,
+        hidden_dim=h.hidden_dim,
+    )
+
+
+def run_in_grid(out: str | os.PathLike[str], **request: Any) -> Any:
+    """Run a grid through :func:`vaebench.api.run` (default: the ``digits`` suite's ``tiny``
+    profile, one seed) into ``out`` and return its summary; raises :class:`ContractError`
+    listing every combination whose record is not ``ok``, with its error."""
+    from vaebench.api import run
+
+    request = {"suite": "digits", "profile": "tiny", "seeds": [0], **request}
+    summary = run(out=str(out), **request)
+    failed = [r for r in summary.records if r["status"] != "ok"]
+    if failed:
+        lines = [
+            f"{' / '.join(r['combination'].values())} seed {r['seed']}: "
+            f"{(r.get('error') or {}).get('type')}: {(r.get('error') or {}).get('message')}"
+            for r in failed
+        ]
+        raise ContractError("combinations failed in the grid:\n  " + "\n  ".join(lines))
+    return summary
+
+
+def linked_data_dir(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    datasets: Sequence[str] = ("mnist", "fashion-mnist"),
+) -> Path:
+    """A data directory under ``dest`` whose dataset files are symlinks into ``source``.
+
+    Verification writes a checksum cache beside the data, so tests point suites at such a
+    directory rather than at a shared, read-only copy. Raises :class:`DataError` naming the
+    missing files.
+    """
+    from vaebench.data.download import FILES
+
+    source, root = Path(source), Path(dest)
+    missing = [source / d / f for d in datasets for f in FILES.values()]
+    missing = [str(p) for p in missing if not p.is_file()]
+    if missing:
+        raise DataError(f"dataset files missing: {', '.join(missing)}")
+    for name in datasets:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for fname in FILES.values():
+            link = root / name / fname
+            if not link.exists():
+                link.symlink_to((source / name / fname).resolve())
+    return root
+
+
+CHECKS = (check_shapes, check_gradients, check_sampling, check_train_evaluate)
+
+
+def check_component(
+    kind: str,
+    name_or_spec: str | ComponentSpec,
+    data_spec: DataSpec | None = None,
+    **harness_options: Any,
+) -> None:
+    """Every check on one component; raises :class:`ContractError` at the first failure.
+
+    ``harness_options`` go to :func:`build_harness` (``host``, ``partners``, ``options``...).
+    """
+    for check in CHECKS:
+        check(build_harness(kind, name_or_spec, data_spec, **harness_options))
+
+
+class ContractSuite:
+    """Subclass in a test module; pytest runs every check on every matching component.
+
+    Set ``plugin`` to your entry-point (or distribution) name; ``None`` checks every
+    registered component. ``kinds`` and ``data_specs`` narrow what is checked; each component
+    runs on the first of ``data_specs`` it fits, or on every one with ``every_spec = True``.
+    """
+
+    plugin: str | None = None
+    kinds: tuple[str, ...] = COMPONENT_KINDS
+    data_specs: tuple[DataSpec, ...] = STANDARD_SPECS
+    every_spec: bool = False
+
+    def host(self) -> PluginHost:
+        """Where components are looked up: the process-wide host (override to isolate)."""
+        return default_host()
+
+    def pytest_generate_tests(self, metafunc: Any) -> None:
+        if "case" in metafunc.fixturenames:
+            cases = component_cases(
+                self.plugin, self.kinds, self.data_specs, self.host(), self.every_spec
+            )
+            metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+
+    def harness(self, case: ComponentCase) -> Harness:
+        return build_harness(case.kind, case.spec.name, case.data, host=self.host())
+
+    def test_shapes_and_broadcasting(self, case: ComponentCase) -> None:
+        check_shapes(self.harness(case))
+
+    def test_gradients_reach_every_parameter(self, case: ComponentCase) -> None:
+        check_gradients(self.harness(case))
+
+    def test_sampling(self, case: ComponentCase) -> None:
+        check_sampling(self.harness(case))
+
+    def test_tiny_train_and_evaluate(self, case: ComponentCase) -> None:
+        check_train_evaluate(self.harness(case))
+
+
+__all__ = [
+    "BINARY_IMAGE_SPEC",
+    "BINARY_VECTOR_SPEC",
+    "CHECKS",
+    "DIGITS_SPEC",
+    "STANDARD_SPECS",
+    "ComponentCase",
+    "ContractSuite",
+    "Harness",
+    "TrainEvalResult",
+    "build_harness",
+    "check_component",
+    "check_gradients",
+    "check_sampling",
+    "check_shapes",
+    "check_train_evaluate",
+    "component_cases",
+    "host_with",
+    "linked_data_dir",
+    "run_in_grid",
+    "tiny_suite_data",
+    "train_and_evaluate",
+]
