@@ -119,14 +119,18 @@ def vaebench_register_suites(register: Register) -> None:
 
 @hookimpl(trylast=True)
 def vaebench_register_metrics(register: Register) -> None:
-    from vaebench.metrics import likelihood
+    from vaebench.metrics import collapse, holes, likelihood, ood
 
     register(likelihood.LIKELIHOOD)
-    register(likelihood.OOD_SCORES)
+    register(collapse.COLLAPSE)
+    register(holes.HOLES)
+    register(ood.OOD)
 
 
 @hookimpl(trylast=True)
 def vaebench_register_executors(register: Register) -> None:
-    from vaebench.executors import local
+    from vaebench.executors import local, process, ray
 
     register(local.SPEC)
+    register(process.SPEC)
+    register(ray.SPEC)  # registered always: using it without Ray installed says how to add it

@@ -7,6 +7,7 @@ never writes a record itself: the runner does, through :mod:`vaebench.results`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import math
@@ -20,13 +21,15 @@ import numpy as np
 import torch
 
 from vaebench import results
+from vaebench.batched import NotVectorizable, fit_batched
 from vaebench.contracts import BuildContext, DataSpec, Suite, SuiteData, as_module
 from vaebench.environment import environment
 from vaebench.errors import ConfigError, ContractError, VaebenchError
 from vaebench.evaluate import evaluate
+from vaebench.images import model_image_artifacts
 from vaebench.model import VAE, n_parameters
 from vaebench.plugins import PluginHost, default_host
-from vaebench.train import fit
+from vaebench.train import TrainResult, fit
 
 if TYPE_CHECKING:
     from vaebench.runner import Unit
@@ -103,106 +106,206 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def data_on(data: SuiteData, device: torch.device) -> SuiteData:
+    """The suite's tensors on ``device``, moved once per process and device (every seed and
+    every unit of a grid then reads the same copy)."""
+    if device.type == "cpu":
+        return data
+    key = (id(data), str(device))
+    if key not in _DEVICE_DATA:
+        _DEVICE_DATA.clear()
+        _DEVICE_DATA[key] = dataclasses.replace(
+            data,
+            train=data.train.to(device),
+            val=data.val.to(device),
+            test=data.test.to(device),
+            ood={name: x.to(device) for name, x in data.ood.items()},
+        )
+    return _DEVICE_DATA[key]
+
+
+_DEVICE_DATA: dict[tuple[int, str], SuiteData] = {}
+
+
+def vectorize_blocker(unit: Unit, host: PluginHost) -> str | None:
+    """Why the seeds of ``unit`` cannot train as one vectorised model, or None if they can."""
+    if len(unit.seeds) < 2:
+        return "one seed in this unit (seed batch 1)"
+    for kind in ("encoder", "decoder", "prior"):
+        name = unit.combination[kind]
+        if not host.get(kind, name).vectorizable:
+            return f"{kind} {name!r} is marked not vectorizable by its plugin"
+    return None
+
+
 def run_unit(unit: Unit) -> list[dict[str, Any]]:
     """Train and evaluate every seed of ``unit``; one outcome dict per seed.
 
-    Each outcome is ``{"record": ..., "artifacts": {file name: bytes}}``. A seed that fails is
-    recorded as failed with its phase and traceback; the other seeds still run.
+    Each outcome is ``{"record": ..., "artifacts": {file name: bytes}}``. The unit's seeds train
+    as one vectorised model (:mod:`vaebench.batched`) when they can, else one at a time; the
+    record's ``training`` says which and why. A seed that fails is recorded as failed with its
+    phase and traceback; the other seeds still run.
     """
+    started = time.perf_counter()
     host = default_host()
     suite: Suite = host.get("suite", unit.suite)
     options = {**unit.suite_options, "data_dir": unit.data_dir}
-    data = load_suite_data(suite, options)
     device = resolve_device(unit.device)
+    data = data_on(load_suite_data(suite, options), device)
     metrics = [host.get("metric", name) for name in unit.metrics]
-    return [run_seed(unit, index, host, data, device, metrics) for index in range(len(unit.seeds))]
+    runs = [_SeedRun(unit, i, host, data, device) for i in range(len(unit.seeds))]
+    for run in runs:
+        run.attempt("build", run.build)
+    built = [run for run in runs if run.model is not None]
+    reason = vectorize_blocker(unit, host) if len(built) > 1 else "one seed to train"
+    if reason is None:
+        try:
+            trained = fit_batched(
+                [run.model for run in built],
+                data,
+                unit.budget,
+                [run.seed for run in built],
+                device=device,
+                precision=unit.precision,
+                progress=unit.progress,
+                description=f"{'/'.join(unit.combination.values())} x{len(built)} seeds",
+                checkpoint=built[0].checkpoint,
+                write_bytes=results.atomic_write_bytes,
+            )
+        except NotVectorizable as exc:
+            reason = str(exc)
+            for run in built:  # back to each seed's own initialisation
+                run.attempt("build", run.build)
+        else:
+            for run, result in zip(built, trained, strict=True):
+                run.trained = result
+    for run in built:
+        if reason is not None:
+            run.attempt("train", run.train)
+        elif isinstance(run.trained, Exception):
+            run.fail(run.trained, "train")
+        if run.record["status"] != "failed":
+            run.record["training"] = {
+                **run.trained.to_json(),
+                "seed_batch": 1 if reason else len(built),
+                "vectorized": reason is None,
+                "vectorize_reason": reason,
+            }
+            run.attempt("evaluate", lambda r=run: r.evaluate(metrics))
+    shared = (time.perf_counter() - started) / len(runs)
+    return [run.outcome(shared) for run in runs]
 
 
-def run_seed(
-    unit: Unit,
-    index: int,
-    host: PluginHost,
-    data: SuiteData,
-    device: torch.device,
-    metrics: list[Any],
-) -> dict[str, Any]:
-    seed, key, stem = unit.seeds[index], unit.keys[index], unit.stems[index]
-    started = time.perf_counter()
-    record: dict[str, Any] = {
-        "schema_version": results.SCHEMA_VERSION,
-        "key": key,
-        "stem": stem,
-        "identity": unit.identities[index],
-        "suite": {
-            "name": unit.suite,
-            "version": unit.suite_version,
-            "profile": unit.profile,
-            "options": dict(unit.suite_options),
-        },
-        "combination": dict(unit.combination),
-        "components": unit.components,
-        "seed": seed,
-        "budget": unit.budget_json(),
-        "eval": {**unit.eval_json(), "metrics": list(unit.metrics)},
-        "precision": unit.precision,
-        "environment": environment(device, host.versions()),
-        "data": {**data.provenance, "spec": {"dim": data.spec.dim, "levels": data.spec.levels}},
-        "metrics": {},
-        "error": None,
-        "artifacts": {},
-        "started": _now(),
-    }
-    artifacts: dict[str, bytes] = {}
-    phase = "build"
-    try:
-        torch.manual_seed(seed)
-        model = build_model(
-            host,
-            unit.combination,
-            unit.component_options,
-            data.spec,
-            unit.latent_dim,
-            unit.hidden_dim,
-        ).to(device)
-        model.check(data.val[:8].to(device), unit.latent_dim)
-        record["n_params"] = n_parameters(model)
-        phase = "train"
-        checkpoint = (
+class _SeedRun:
+    """One seed of a unit: its record as it fills, its model, its artifacts."""
+
+    def __init__(
+        self, unit: Unit, index: int, host: PluginHost, data: SuiteData, device: torch.device
+    ) -> None:
+        self.unit, self.host, self.data, self.device = unit, host, data, device
+        self.seed, stem = unit.seeds[index], unit.stems[index]
+        self.model: VAE | None = None
+        self.trained: TrainResult | Exception | None = None
+        self.artifacts: dict[str, bytes] = {}
+        self.checkpoint = (
             Path(unit.out_dir) / results.CHECKPOINTS / f"{stem}.pt" if unit.checkpoints else None
         )
-        trained = fit(
-            model,
-            data,
-            unit.budget,
-            seed,
-            device=device,
-            precision=unit.precision,
-            progress=unit.progress,
-            description=f"{'/'.join(unit.combination.values())} s{seed}",
-            checkpoint=checkpoint,
-            write_bytes=results.atomic_write_bytes,
-        )
-        record["training"] = trained.to_json()
-        phase = "evaluate"
-        eval_start = time.perf_counter()
-        values, per_example = evaluate(model, data, unit.eval, metrics, device, unit.latent_dim)
-        record["eval"]["seconds"] = time.perf_counter() - eval_start
-        bad = [name for name, v in values.items() if not math.isfinite(v.value)]
-        if bad:
-            raise ContractError(f"metrics {', '.join(bad)} are not finite (NaN or inf)")
-        record["metrics"] = {name: v.to_json() for name, v in values.items()}
-        if per_example:
-            artifacts["scores.npz"] = _npz_bytes(per_example)
-        record["status"] = "ok"
-    except Exception as exc:
-        record["status"] = "failed"
-        record["error"] = {
+        self.record: dict[str, Any] = {
+            "schema_version": results.SCHEMA_VERSION,
+            "key": unit.keys[index],
+            "stem": stem,
+            "identity": unit.identities[index],
+            "suite": {
+                "name": unit.suite,
+                "version": unit.suite_version,
+                "profile": unit.profile,
+                "options": dict(unit.suite_options),
+            },
+            "combination": dict(unit.combination),
+            "components": unit.components,
+            "seed": self.seed,
+            "budget": unit.budget_json(),
+            "eval": {**unit.eval_json(), "metrics": list(unit.metrics)},
+            "precision": unit.precision,
+            "environment": environment(device, host.versions()),
+            "data": {**data.provenance, "spec": {"dim": data.spec.dim, "levels": data.spec.levels}},
+            "metrics": {},
+            "error": None,
+            "artifacts": {},
+            "started": _now(),
+            "status": "running",
+        }
+
+    def attempt(self, phase: str, step: Any) -> None:
+        if self.record["status"] == "failed":
+            return
+        try:
+            step()
+        except Exception as exc:
+            self.fail(exc, phase)
+
+    def fail(self, exc: BaseException, phase: str) -> None:
+        self.record["status"] = "failed"
+        self.record["error"] = {
             "type": type(exc).__name__,
             "message": str(exc),
             "phase": phase,
-            "traceback": traceback.format_exc(limit=20),
+            "traceback": "".join(traceback.format_exception(exc, limit=20)),
         }
-        record["metrics"] = {}
-    record["wall_seconds"] = time.perf_counter() - started
-    record["created"] = _now()
-    return {"record": record, "artifacts": artifacts}
+        self.record["metrics"] = {}
+
+    def build(self) -> None:
+        unit = self.unit
+        torch.manual_seed(self.seed)
+        model = build_model(
+            self.host,
+            unit.combination,
+            unit.component_options,
+            self.data.spec,
+            unit.latent_dim,
+            unit.hidden_dim,
+        ).to(self.device)
+        model.check(self.data.val[:8], unit.latent_dim)
+        self.record["n_params"] = n_parameters(model)
+        self.model = model
+
+    def train(self) -> None:
+        assert self.model is not None
+        self.trained = fit(
+            self.model,
+            self.data,
+            self.unit.budget,
+            self.seed,
+            device=self.device,
+            precision=self.unit.precision,
+            progress=self.unit.progress,
+            description=f"{'/'.join(self.unit.combination.values())} s{self.seed}",
+            checkpoint=self.checkpoint,
+            write_bytes=results.atomic_write_bytes,
+        )
+
+    def evaluate(self, metrics: list[Any]) -> None:
+        assert self.model is not None
+        unit = self.unit
+        eval_start = time.perf_counter()
+        values, per_example = evaluate(
+            self.model, self.data, unit.eval, metrics, self.device, unit.latent_dim
+        )
+        self.record["eval"]["seconds"] = time.perf_counter() - eval_start
+        bad = [name for name, v in values.items() if not math.isfinite(v.value)]
+        if bad:
+            raise ContractError(f"metrics {', '.join(bad)} are not finite (NaN or inf)")
+        self.record["metrics"] = {name: v.to_json() for name, v in values.items()}
+        if per_example:
+            self.artifacts["scores.npz"] = _npz_bytes(per_example)
+        try:
+            self.artifacts.update(model_image_artifacts(self.model, self.data))
+        except VaebenchError as exc:  # a picture is not a number: note it, keep the metrics
+            self.record["artifact_errors"] = {"images": str(exc)}
+        self.record["status"] = "ok"
+
+    def outcome(self, shared_seconds: float) -> dict[str, Any]:
+        """The finished record; ``wall_seconds`` is this seed's share of the unit's time."""
+        self.record["wall_seconds"] = shared_seconds
+        self.record["created"] = _now()
+        return {"record": self.record, "artifacts": self.artifacts}

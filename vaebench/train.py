@@ -6,25 +6,106 @@ measured every ``eval_every`` steps; the best state on validation is kept and re
 end. A checkpoint (model, optimizer, RNG states, step, best-so-far, curve) is written every
 ``checkpoint_every`` steps, so a killed run continues where it stopped and ends with the same
 numbers as an uninterrupted one.
+
+Reparameterisation noise does not come from the global RNG: every seed draws it from its own
+:class:`NoiseStream`, which :func:`normal_noise_from` plugs into ``torch.distributions``. A seed
+trained alone and the same seed trained in a vectorised batch (:mod:`vaebench.batched`) thus see
+the same noise, draw for draw.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch.distributions import (
+    lowrank_multivariate_normal,
+    multivariate_normal,
+    normal,
+    studentT,
+    utils,
+)
 
 from vaebench.contracts import Budget, SuiteData
 from vaebench.errors import TrainingError
 from vaebench.model import VAE
 
 VAL_NOISE_SEED = 4321
+NOISE_BLOCK = 64  # draws of one shape fetched from a seed's generator at once
+
+NoiseSource = Callable[[Sequence[int], torch.dtype, Any], torch.Tensor]
+
+# Every torch.distributions module that draws its reparameterisation noise through
+# ``utils._standard_normal`` (torch 2.x); each holds its own reference, so each is patched.
+_NOISE_MODULES = (utils, normal, multivariate_normal, lowrank_multivariate_normal, studentT)
+
+
+@contextlib.contextmanager
+def normal_noise_from(source: NoiseSource) -> Iterator[None]:
+    """Within the block, ``rsample`` of Normal (and of the other Gaussian distributions) takes
+    its standard-normal noise from ``source(shape, dtype, device)``."""
+    saved = [(m, m._standard_normal) for m in _NOISE_MODULES if hasattr(m, "_standard_normal")]
+    for module, _ in saved:
+        module._standard_normal = source
+    try:
+        yield
+    finally:
+        for module, original in saved:
+            module._standard_normal = original
+
+
+class NoiseStream:
+    """One seed's standard-normal noise, from its own generator, fetched ``block`` draws of a
+    shape at a time (float32, cast on hand-out) so that many seeds cost few kernel launches."""
+
+    def __init__(self, seed: int, device: torch.device, block: int = NOISE_BLOCK) -> None:
+        self.device = torch.device(device)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.block = block
+        self._blocks: dict[tuple[int, ...], list[Any]] = {}  # shape -> [block tensor, next row]
+
+    def fresh_block(self, shape: Sequence[int]) -> torch.Tensor:
+        """The next ``[block, *shape]`` draws of this seed's generator."""
+        out = torch.empty((self.block, *shape), dtype=torch.float32, device=self.device)
+        return out.normal_(generator=self.generator)
+
+    def __call__(self, shape: Sequence[int], dtype: torch.dtype, device: Any) -> torch.Tensor:
+        key = tuple(int(s) for s in shape)
+        held = self._blocks.get(key)
+        if held is None or held[1] == self.block:
+            held = self._blocks[key] = [self.fresh_block(key), 0]
+        row = held[0][held[1]]
+        held[1] += 1
+        return row.to(dtype=dtype or torch.float32)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.get_state(),
+            "blocks": [(list(k), v[0], v[1]) for k, v in self._blocks.items()],
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self._blocks = {tuple(k): [t.to(self.device), i] for k, t, i in state["blocks"]}
+
+
+def fixed_noise(seed: int, device: Any) -> NoiseSource:
+    """A noise source drawing afresh from a generator seeded with ``seed`` (evaluation noise
+    that every seed of a combination shares)."""
+    generator = torch.Generator(device=torch.device(device)).manual_seed(seed)
+
+    def draw(shape: Sequence[int], dtype: torch.dtype, device: Any) -> torch.Tensor:
+        out = torch.empty(tuple(shape), dtype=torch.float32, device=generator.device)
+        return out.normal_(generator=generator).to(dtype=dtype or torch.float32)
+
+    return draw
 
 
 @dataclass
@@ -58,8 +139,11 @@ def validation_neg_elbo(model: VAE, x: torch.Tensor, batch: int = 1000) -> float
     model.eval()
     devices = [x.device] if x.device.type == "cuda" else []
     total = 0.0
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(VAL_NOISE_SEED)
+    with (
+        torch.random.fork_rng(devices=devices),
+        normal_noise_from(fixed_noise(VAL_NOISE_SEED, x.device)),
+    ):
+        torch.manual_seed(VAL_NOISE_SEED)  # for any other random op of a component
         for start in range(0, x.shape[0], batch):
             total += float(model.log_weights(x[start : start + batch], 1).log_w.sum())
     model.train(was_training)
@@ -74,6 +158,15 @@ def _save(path: Path, payload: dict[str, Any], write: Callable[[Path, bytes], No
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     write(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path | None, device: torch.device, kind: str) -> dict[str, Any] | None:
+    """A checkpoint's payload if ``path`` holds one of this ``kind`` (``"single"`` for
+    :func:`fit`, ``"batched"`` for :func:`vaebench.batched.fit_batched`), else None."""
+    if path is None or not path.exists():
+        return None
+    state = torch.load(path, map_location=device, weights_only=True)
+    return state if state.get("kind") == kind else None
 
 
 def fit(
@@ -100,6 +193,7 @@ def fit(
     total_steps = budget.total_steps(n)
     optimizer = torch.optim.Adam(model.parameters(), lr=budget.lr)
     autocast = precision == "bf16"
+    noise = NoiseStream(seed, device)
 
     step, best_val, best_step, bad = 0, math.inf, 0, 0
     best_state = _state_copy(model)
@@ -111,12 +205,13 @@ def fit(
     stopped_early = False
     running_before, since_before = 0.0, 0
 
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=True)
+    state = load_checkpoint(checkpoint, device, "single")
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         order_gen.set_state(state["order_rng"])
+        noise.load_state(state["noise"])
         step, best_val, best_step, bad = (
             state["step"],
             state["best_val"],
@@ -133,10 +228,12 @@ def fit(
         if checkpoint is None or write_bytes is None:
             return
         payload = {
+            "kind": "single",
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "order_rng": order_gen.get_state(),
+            "noise": noise.state(),
             "step": step,
             "best_val": best_val,
             "best_step": best_step,
@@ -174,12 +271,15 @@ def fit(
         x = train[idx]
         if data.train_transform is not None:
             x = data.train_transform(x, order_gen)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        with (
+            torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast),
+            normal_noise_from(noise),
+        ):
             loss = model.loss(x)
         if not torch.isfinite(loss):
             raise TrainingError(
-                f"non-finite training loss ({float(loss)}) at step {step + 1}; lower the learning "
-                "rate or check the components"
+                f"non-finite training loss ({float(loss.detach())}) at step {step + 1}; "
+                "lower the learning rate or check the components"
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -30,6 +30,10 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seed_batch(text: str) -> int | str:
+    return "auto" if text == "auto" else _positive_int(text)
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -85,9 +89,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="results directory (default: results/SUITE)")
     p.add_argument("--data-dir", help="where datasets live (default: $VAEBENCH_DATA or cache)")
     p.add_argument("--executor", default="local", help="local, process, ray... (default: local)")
-    p.add_argument("--jobs", type=_positive_int, help="worker processes (process executor)")
-    p.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:N, mps (default: cpu)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        help="worker processes (process executor) or CPUs of the local cluster (ray executor)",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="join this Ray cluster (ray executor; default: $RAY_ADDRESS, else start a local one)",
+    )
+    p.add_argument(
+        "--executor-option",
+        action="append",
+        type=_key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="executor option, e.g. retries=3, timeout=600, cpus=2, gpus=1 (repeatable)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="auto (a GPU when there is one), cpu, cuda, cuda:N, mps (default: auto)",
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="training precision (bf16 autocast); evaluation is fp32 (default: fp32)",
+    )
+    p.add_argument(
+        "--seed-batch",
+        type=_seed_batch,
+        default="auto",
+        metavar="N|auto",
+        help="seeds of a combination trained together as one vectorised model (default: auto)",
+    )
     p.add_argument("--force", action="store_true", help="retrain keys that are already finished")
     p.add_argument(
         "--no-retry-failed",
@@ -128,11 +164,15 @@ def request_from_args(args: argparse.Namespace) -> Any:
         raise ConfigError("--steps and --epochs conflict; give one of them")
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ConfigError(f"--out {args.out!r} is a file; give a directory")
-    executor_options: dict[str, Any] = {}
+    executor_options: dict[str, Any] = dict(args.executor_option)
     if args.jobs is not None:
         if args.executor == "local":
             raise ConfigError("--jobs needs a parallel executor; add --executor process")
         executor_options["jobs"] = args.jobs
+    if args.ray_address is not None:
+        if args.executor != "ray":
+            raise ConfigError("--ray-address needs the ray executor; add --executor ray")
+        executor_options["address"] = args.ray_address
     return RunRequest(
         suite=args.suite,
         profile=args.profile,
@@ -160,6 +200,7 @@ def request_from_args(args: argparse.Namespace) -> Any:
         executor_options=executor_options,
         device=args.device,
         precision=args.precision,
+        seed_batch=args.seed_batch,
         force=args.force,
         retry_failed=args.retry_failed,
         progress=args.progress,
