@@ -2,13 +2,21 @@
 
 Every network is Linear-LeakyReLU-Linear-LeakyReLU-Linear. The encoder sees data scaled to
 [0, 1]; decoders return distributions over the data's integer levels.
+
+The decoders' distributions are torch's ``Bernoulli`` and ``Categorical`` with a cheaper
+``log_prob`` (the same values up to float rounding): on CPU, scoring the logits cost as much as
+the GEMMs that produce them (see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.distributions import Bernoulli, Categorical, Independent, Normal
+from torch.distributions import Bernoulli, Categorical, Distribution, Independent, Normal
+from torch.distributions.utils import lazy_property
 
 from vaebench.contracts import BuildContext
 
@@ -21,6 +29,94 @@ def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
         nn.LeakyReLU(),
         nn.Linear(hidden, n_out),
     )
+
+
+class BernoulliLogits(Bernoulli):
+    """``Bernoulli(logits=...)`` whose ``log_prob(x)`` is ``x * l - softplus(l)``.
+
+    torch's version goes through ``binary_cross_entropy_with_logits`` and a negation: five
+    passes and four temporaries the size of the logits. Here: one softplus, one fused
+    multiply-subtract in place, one negation in place. Values that broadcast the result beyond
+    the logits' shape, or differ in dtype, take torch's path.
+    """
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        logits = self.logits
+        if (
+            value.dtype != logits.dtype
+            or torch.broadcast_shapes(value.shape, logits.shape) != logits.shape
+        ):
+            return super().log_prob(value)
+        return F.softplus(logits).addcmul_(logits, value, value=-1.0).neg_()
+
+
+# A product of this many sigmoids of |logit| (each in [1/2, 1]) stays above 2**-120, a normal
+# float32: it neither underflows nor loses precision (relative rounding below 120 * 2**-24).
+_MAX_PRODUCT = 120
+_MIN_PRODUCT = 8  # fewer factors per logarithm would not pay for the extra passes
+
+
+@functools.cache
+def _product_group(dim: int) -> int:
+    """The largest divisor of ``dim`` that is at most ``_MAX_PRODUCT``."""
+    return max(g for g in range(1, min(dim, _MAX_PRODUCT) + 1) if dim % g == 0)
+
+
+class BernoulliPixels(Independent):
+    """``Independent(BernoulliLogits(logits), 1)``, summing log-probabilities over pixels.
+
+    Without gradients (evaluation), ``log_prob`` computes the sum over pixels directly, with one
+    sigmoid per pixel as its only transcendental function instead of softplus's exp and log1p::
+
+        x l - softplus(l) = (x l - relu(l)) + log sigmoid(|l|)
+
+    and the log-sigmoids of each group of ``_product_group(D)`` pixels are added as the
+    logarithm of their product. The result equals the plain sum up to float rounding: within
+    about ``D * 2**-24`` nats (sigmoids near 1 round to 1), as torch's own path is for
+    log-likelihoods far from 0 (measured against float64 in benchmarks/README.md).
+    """
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        base = self.base_dist
+        if torch.is_grad_enabled() or self.reinterpreted_batch_ndims != 1:
+            return super().log_prob(value)
+        logits = base.logits
+        group = _product_group(logits.shape[-1])
+        if (
+            logits.dtype not in (torch.float32, torch.float64)
+            or value.dtype != logits.dtype
+            or group < _MIN_PRODUCT
+            or torch.broadcast_shapes(value.shape, logits.shape) != logits.shape
+        ):
+            return super().log_prob(value)
+        buffer = logits.clamp(min=0).addcmul_(logits, value, value=-1.0)  # relu(l) - x l
+        excess = buffer.sum(-1)
+        sigmoids = torch.abs(logits, out=buffer).sigmoid_().unflatten(-1, (-1, group))
+        return sigmoids.prod(-1).log_().sum(-1) - excess
+
+
+class LevelCategorical(Categorical):
+    """``Categorical(logits=...)`` over the last axis, normalised only when first needed.
+
+    torch's ``Categorical`` normalises its logits as it is built (a logsumexp and a subtraction:
+    several passes and temporaries the size of the logits); here ``logits`` is one fused
+    ``log_softmax`` computed on first use, and ``log_prob`` (torch's: a gather) reads it.
+    """
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self._raw_logits = logits
+        # what Categorical's methods read: _param for shape, dtype and device; _num_events
+        self._param = logits
+        self._num_events = logits.shape[-1]
+        Distribution.__init__(self, logits.shape[:-1], validate_args=False)
+
+    @lazy_property
+    def logits(self) -> torch.Tensor:  # type: ignore[override]
+        return torch.log_softmax(self._raw_logits, dim=-1)
+
+    def expand(self, batch_shape: torch.Size, _instance: object = None) -> LevelCategorical:
+        shape = torch.Size(batch_shape) + torch.Size((self._num_events,))
+        return LevelCategorical(self._raw_logits.expand(shape))
 
 
 class GaussianMLPEncoder(nn.Module):
@@ -45,7 +141,7 @@ class BernoulliMLPDecoder(nn.Module):
         self.net = mlp(latent, hidden, data_dim)
 
     def forward(self, z: torch.Tensor) -> Independent:
-        return Independent(Bernoulli(logits=self.net(z), validate_args=False), 1)
+        return BernoulliPixels(BernoulliLogits(logits=self.net(z), validate_args=False), 1)
 
 
 class CategoricalMLPDecoder(nn.Module):
@@ -59,7 +155,7 @@ class CategoricalMLPDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> Independent:
         logits = self.net(z).unflatten(-1, (self.data_dim, self.levels))
-        return Independent(Categorical(logits=logits, validate_args=False), 1)
+        return Independent(LevelCategorical(logits), 1)
 
 
 def build_gaussian_encoder(ctx: BuildContext) -> GaussianMLPEncoder:
