@@ -30,7 +30,10 @@ def test_records_hold_what_a_result_needs(tmp_path: Path) -> None:
         assert path.name.endswith(record["key"][:12] + ".json")
         assert record["status"] == "ok"
         assert record["suite"] == {
-            "name": "digits", "version": "1", "profile": "tiny", "options": {"limit": None}
+            "name": "digits",
+            "version": "1",
+            "profile": "tiny",
+            "options": {"limit": None},
         }
         assert record["budget"]["steps"] == 20 and record["training"]["steps_done"] <= 20
         assert record["eval"]["k"] == 20
@@ -38,11 +41,14 @@ def test_records_hold_what_a_result_needs(tmp_path: Path) -> None:
         assert env["torch"] == torch.__version__ and env["plugins"]["vaebench"]
         assert record["components"]["encoder"]["plugin"] == "vaebench"
         metrics = record["metrics"]
-        assert metrics["iw_nll"]["unit"] == "nats" and metrics["iw_nll"]["higher_is_better"] is False
+        assert (
+            metrics["iw_nll"]["unit"] == "nats" and metrics["iw_nll"]["higher_is_better"] is False
+        )
         # IW-NLL <= -ELBO holds per point, hence on the mean.
         assert metrics["iw_nll"]["value"] <= metrics["neg_elbo"]["value"] + 1e-9
         assert math.isclose(
-            metrics["neg_elbo"]["value"], metrics["recon"]["value"] + metrics["kl"]["value"],
+            metrics["neg_elbo"]["value"],
+            metrics["recon"]["value"] + metrics["kl"]["value"],
             rel_tol=1e-9,
         )
         assert (tmp_path / record["artifacts"]["scores"]).is_file()
@@ -108,14 +114,15 @@ def test_a_failing_combination_is_recorded_and_the_grid_goes_on(
     assert failed["error"]["phase"] == "train"
     assert "non-finite training loss" in failed["error"]["message"]
     assert failed["components"]["prior"] == {
-        "name": "exploding", "plugin": "boom", "version": "9.9", "options": {}
+        "name": "exploding",
+        "plugin": "boom",
+        "version": "9.9",
+        "options": {},
     }
     # Failed keys run again by default, and are kept with retry_failed=False.
     again = run(**TINY, priors=["exploding", "standard-normal"], seeds=[0], out=str(tmp_path))
     assert (again.ran, again.skipped, again.failed) == (1, 1, 1)
-    kept = run(
-        **TINY, priors=["exploding"], seeds=[0], out=str(tmp_path), retry_failed=False
-    )
+    kept = run(**TINY, priors=["exploding"], seeds=[0], out=str(tmp_path), retry_failed=False)
     assert (kept.ran, kept.skipped) == (0, 1)
 
 

@@ -994,14 +994,86 @@ def render(
     raise ConfigError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
 
 
+LIKELIHOOD_METRICS = ("neg_elbo", "iw_nll", "recon", "kl")
+COLLAPSE_METRICS = (
+    "collapse/kl",
+    "collapse/active_units",
+    "collapse/mi",
+    "holes/marginal_kl",
+    "holes/reverse_kl",
+)
+OOD_STATS = ("auroc", "auprc", "fpr95")
+TABULATE_FORMATS = {"md": "pipe", "latex": "latex_booktabs", "html": "html"}
+
+
+def ood_frame(
+    records: Iterable[Mapping[str, Any]], decimals: int = DEFAULT_DECIMALS
+) -> pd.DataFrame:
+    """OOD detection per combination, score and OOD set: AUROC, AUPRC and FPR@95%TPR as
+    mean ± std over the seeds that succeeded (metrics named ``ood/<score>/<set>/<stat>``)."""
+    cells: dict[tuple[str, str, str, str], list[float]] = {}
+    for record in records:
+        if record.get("status") != "ok":
+            continue
+        label = combination_label(record["combination"])
+        for name, value in record["metrics"].items():
+            parts = name.split("/")
+            if len(parts) == 4 and parts[0] == "ood" and parts[3] in OOD_STATS:
+                key = (record["suite"]["name"], label, parts[1], parts[2])
+                cells.setdefault(key + (parts[3],), []).append(float(value["value"]))
+    rows = []
+    for suite, label, score, ood_set in sorted({k[:4] for k in cells}):
+        row = {"suite": suite, "combination": label, "score": score, "ood set": ood_set}
+        for stat in OOD_STATS:
+            values = np.asarray(cells.get((suite, label, score, ood_set, stat), []))
+            if not len(values):
+                row[stat] = ""
+            elif len(values) == 1:
+                row[stat] = f"{values[0]:.{decimals}f}"
+            else:
+                row[stat] = f"{values.mean():.{decimals}f} ± {values.std(ddof=1):.{decimals}f}"
+        rows.append(row)
+    columns = ["suite", "combination", "score", "ood set", "AUROC ↑", "AUPRC ↑", "FPR95 ↓"]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    frame.columns = columns
+    return frame
+
+
+def _render_frame(frame: pd.DataFrame, fmt: str) -> str:
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "json":
+        return frame.to_json(orient="records", force_ascii=False, indent=1)
+    return tabulate(
+        frame.values.tolist(), headers=list(frame.columns), tablefmt=TABULATE_FORMATS[fmt]
+    )
+
+
 def render_run(
     records: Iterable[dict[str, Any]], fmt: str = "md", decimals: int = DEFAULT_DECIMALS
 ) -> str:
-    """The leaderboard of the default metrics for records just produced (``vaebench run``)."""
+    """What ``vaebench run`` prints: the likelihood leaderboard, then the collapse/holes table
+    and the OOD table when the records hold those metrics."""
     records, _ = merge_records(records)
     if not any(r["metrics"] for r in records):
         return "(no metrics to show: every run failed)" if records else "(no results)"
-    return render(leaderboard(records, default_metrics(records)), fmt, decimals)
+    names = metric_names(records)
+    sections = []
+    likelihood = [m for m in LIKELIHOOD_METRICS if m in names] or default_metrics(records)
+    sections.append(render(leaderboard(records, likelihood), fmt, decimals))
+    collapse = [m for m in COLLAPSE_METRICS if m in names]
+    if collapse:
+        rank = "holes/marginal_kl" if "holes/marginal_kl" in collapse else None
+        boards = leaderboard(records, collapse, rank_by=rank)
+        sections.append("Posterior collapse and prior mismatch\n\n" + render(boards, fmt, decimals))
+    ood = ood_frame(records, decimals)
+    if not ood.empty:
+        sections.append(
+            "Out-of-distribution detection (OOD set = positive class)\n\n" + _render_frame(ood, fmt)
+        )
+    return "\n\n".join(sections)
 
 
 def write_per_seed_csv(records: Iterable[Mapping[str, Any]], path: str | Path) -> Path:

@@ -1,0 +1,173 @@
+"""Runs killed with SIGKILL at many moments, then started again, end with exactly one complete
+record per key; a training resumed from its checkpoint ends with an uninterrupted run's numbers;
+two runs into one directory do not corrupt each other."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vaebench import results
+
+CLI = [sys.executable, "-m", "vaebench.cli"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["VAEBENCH_PLUGINS"] = "none"  # built-ins only: the test must not depend on plugins
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _run_cmd(out: Path, *extra: str) -> list[str]:
+    return [
+        *CLI,
+        "run",
+        "--suite",
+        "digits",
+        "--budget",
+        "tiny",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--format",
+        "csv",
+        *extra,
+    ]
+
+
+def _start(cmd: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _kill_when(proc: subprocess.Popen[bytes], condition, timeout: float = 120.0) -> bool:  # type: ignore[no-untyped-def]
+    """SIGKILL ``proc`` as soon as ``condition()`` holds; False if it finished first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        if condition():
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.01)
+    proc.kill()
+    raise AssertionError("the run neither finished nor reached the kill point in time")
+
+
+def _records(out: Path) -> list[dict]:
+    records, problems = results.load_records([out])
+    assert problems == [], problems
+    return records
+
+
+def test_a_training_resumed_from_its_checkpoint_ends_like_an_uninterrupted_one(
+    tmp_path: Path,
+) -> None:
+    args = (
+        "--priors",
+        "standard-normal",
+        "--seeds",
+        "0",
+        "--steps",
+        "400",
+        "--eval-every",
+        "20",
+        "--checkpoint-every",
+        "20",
+        "--patience",
+        "1000",
+    )
+    straight = tmp_path / "straight"
+    subprocess.run(_run_cmd(straight, *args), env=_env(), check=True, capture_output=True)
+
+    resumed = tmp_path / "resumed"
+    checkpoints = resumed / "checkpoints"
+    proc = _start(_run_cmd(resumed, *args))
+    killed = _kill_when(proc, lambda: any(checkpoints.glob("*.pt")))
+    assert killed, "the run finished before its first checkpoint"
+    assert not any((resumed / "records").glob("*.json"))
+    subprocess.run(_run_cmd(resumed, *args), env=_env(), check=True, capture_output=True)
+
+    (a,), (b,) = _records(straight), _records(resumed)
+    assert b["training"]["resumed_from"] is not None and b["training"]["resumed_from"] > 0
+    assert a["training"]["resumed_from"] is None
+    assert a["key"] == b["key"]
+    assert a["metrics"] == b["metrics"]
+    assert a["training"]["best_step"] == b["training"]["best_step"]
+    assert not any(checkpoints.glob("*.pt")), "a finished key keeps no checkpoint"
+
+
+def test_killed_at_many_moments_then_finished_leaves_one_complete_record_per_key(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "grid"
+    args = ("--seeds", "0", "1", "--steps", "60", "-k", "200", "--checkpoint-every", "10")
+    # Kill points: on the first checkpoint (training), on the n-th record (between units,
+    # right after a write) and by time (anywhere, evaluation and writes included).
+    kill_points = [
+        lambda: any((out / "checkpoints").glob("*.pt")),
+        lambda: len(list((out / "records").glob("*.json"))) >= 1,
+        lambda: len(list((out / "records").glob("*.json"))) >= 3,
+    ]
+    for condition in kill_points:
+        _kill_when(_start(_run_cmd(out, *args)), condition)
+    for delay in (0.3, 0.7, 1.1):
+        proc = _start(_run_cmd(out, *args))
+        time.sleep(4.0 + delay)  # past start-up, into the work
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    final = subprocess.run(_run_cmd(out, *args), env=_env(), capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    records = _records(out)
+    keys = [r["key"] for r in records]
+    assert len(keys) == len(set(keys)) == 6  # 3 priors x 2 seeds
+    assert all(r["status"] == "ok" for r in records)
+    leftovers = [p.name for p in (out / "records").iterdir() if not p.name.endswith(".json")]
+    assert all(name.startswith(".") and name.endswith(".tmp") for name in leftovers)
+    assert not any((out / "checkpoints").glob("*.pt"))
+
+
+WRITER = """
+import sys
+from pathlib import Path
+from vaebench import results
+root = results.prepare_dir(sys.argv[1])
+payload = "x" * 200_000
+i = 0
+while True:
+    key = results.make_key({"i": i % 5})
+    record = {"schema_version": 1, "key": key, "stem": f"w-{key[:12]}", "status": "ok",
+              "suite": {}, "combination": {}, "seed": 0, "metrics": {}, "pad": payload, "i": i}
+    results.write_record(root, record)
+    i += 1
+"""
+
+
+def test_a_write_killed_midway_never_leaves_a_truncated_record(tmp_path: Path) -> None:
+    for attempt in range(3):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)])
+        time.sleep(1.0 + 0.37 * attempt)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for path in (tmp_path / "records").glob("*.json"):
+            record = json.loads(path.read_text())  # never partial
+            assert len(record["pad"]) == 200_000
+
+
+def test_two_runs_into_one_directory_do_not_corrupt_each_other(tmp_path: Path) -> None:
+    out = tmp_path / "shared"
+    args = ("--seeds", "0", "1", "--steps", "40")
+    procs = [_start(_run_cmd(out, *args)) for _ in range(2)]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode() if proc.stderr else ""
+    records = _records(out)
+    keys = [r["key"] for r in records]
+    assert len(keys) == len(set(keys)) == 6
+    assert all(r["status"] == "ok" for r in records)
