@@ -89,10 +89,11 @@ class BernoulliPixels(Independent):
             or torch.broadcast_shapes(value.shape, logits.shape) != logits.shape
         ):
             return super().log_prob(value)
-        buffer = logits.clamp(min=0).addcmul_(logits, value, value=-1.0)  # relu(l) - x l
-        excess = buffer.sum(-1)
-        sigmoids = torch.abs(logits, out=buffer).sigmoid_().unflatten(-1, (-1, group))
-        return sigmoids.prod(-1).log_().sum(-1) - excess
+        # Out-of-place ops: in-place ones have no batching rule under torch.func.vmap (seeds
+        # evaluated together) and fall back to a slow per-seed loop there.
+        excess = (logits.clamp(min=0) - logits * value).sum(-1)  # relu(l) - x l
+        sigmoids = logits.abs().sigmoid().unflatten(-1, (-1, group))
+        return sigmoids.prod(-1).log().sum(-1) - excess
 
 
 class LevelCategorical(Categorical):
