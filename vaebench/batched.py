@@ -237,7 +237,12 @@ class _Batch:
         self.val = data.val.to(device)
         self.batch = min(budget.batch_size, self.train.shape[0])
         self.autocast = precision == "bf16"
-        self.stack = _Stack(models, device)
+        try:
+            self.stack = _Stack(models, device)
+        except Exception as exc:  # models whose parameters differ in name or shape
+            raise NotVectorizable(
+                f"the seeds' models cannot be stacked: {_first_line(exc)}"
+            ) from exc
         self.order_gens = [torch.Generator().manual_seed(s) for s in seeds]
         n = self.train.shape[0]
         self.states = [

@@ -176,6 +176,9 @@ def run_unit(unit: Unit) -> list[dict[str, Any]]:
             reason = str(exc)
             for run in built:  # back to each seed's own initialisation
                 run.attempt("build", run.build)
+        except Exception as exc:  # the batch as a whole failed: so did each of its seeds
+            for run in built:
+                run.fail(exc, "train")
         else:
             for run, result in zip(built, trained, strict=True):
                 run.trained = result

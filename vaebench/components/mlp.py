@@ -3,9 +3,9 @@
 Every network is Linear-LeakyReLU-Linear-LeakyReLU-Linear. The encoder sees data scaled to
 [0, 1]; decoders return distributions over the data's integer levels.
 
-The decoders' distributions are torch's ``Bernoulli`` and ``Categorical`` with a cheaper
-``log_prob`` (the same values up to float rounding): on CPU, scoring the logits cost as much as
-the GEMMs that produce them (see ``benchmarks/README.md``).
+The decoders' distributions are torch's ``Independent(Bernoulli)`` and ``Categorical`` with a
+cheaper ``log_prob`` (the same values up to float rounding): on CPU, scoring the logits cost as
+much as the GEMMs that produce them (see ``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.distributions import Bernoulli, Categorical, Distribution, Independent, Normal
 from torch.distributions.utils import lazy_property
@@ -31,25 +30,6 @@ def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
     )
 
 
-class BernoulliLogits(Bernoulli):
-    """``Bernoulli(logits=...)`` whose ``log_prob(x)`` is ``x * l - softplus(l)``.
-
-    torch's version goes through ``binary_cross_entropy_with_logits`` and a negation: five
-    passes and four temporaries the size of the logits. Here: one softplus, one fused
-    multiply-subtract in place, one negation in place. Values that broadcast the result beyond
-    the logits' shape, or differ in dtype, take torch's path.
-    """
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        logits = self.logits
-        if (
-            value.dtype != logits.dtype
-            or torch.broadcast_shapes(value.shape, logits.shape) != logits.shape
-        ):
-            return super().log_prob(value)
-        return F.softplus(logits).addcmul_(logits, value, value=-1.0).neg_()
-
-
 # A product of this many sigmoids of |logit| (each in [1/2, 1]) stays above 2**-120, a normal
 # float32: it neither underflows nor loses precision (relative rounding below 120 * 2**-24).
 _MAX_PRODUCT = 120
@@ -63,10 +43,11 @@ def _product_group(dim: int) -> int:
 
 
 class BernoulliPixels(Independent):
-    """``Independent(BernoulliLogits(logits), 1)``, summing log-probabilities over pixels.
+    """``Independent(Bernoulli(logits=...), 1)``, summing log-probabilities over pixels.
 
-    Without gradients (evaluation), ``log_prob`` computes the sum over pixels directly, with one
-    sigmoid per pixel as its only transcendental function instead of softplus's exp and log1p::
+    With gradients (training), ``log_prob`` is torch's. Without them (evaluation), it computes
+    the sum over pixels directly, with one sigmoid per pixel as its only transcendental function
+    instead of softplus's exp and log1p::
 
         x l - softplus(l) = (x l - relu(l)) + log sigmoid(|l|)
 
@@ -89,11 +70,11 @@ class BernoulliPixels(Independent):
             or torch.broadcast_shapes(value.shape, logits.shape) != logits.shape
         ):
             return super().log_prob(value)
-        # Out-of-place ops: in-place ones have no batching rule under torch.func.vmap (seeds
-        # evaluated together) and fall back to a slow per-seed loop there.
-        excess = (logits.clamp(min=0) - logits * value).sum(-1)  # relu(l) - x l
-        sigmoids = logits.abs().sigmoid().unflatten(-1, (-1, group))
-        return sigmoids.prod(-1).log().sum(-1) - excess
+        # No out= and no in-place addcmul_: they have no batching rule under torch.func.vmap
+        # (seeds evaluated together) and fall back to a per-seed loop; sigmoid_ and log_ have one.
+        excess = torch.addcmul(logits.clamp(min=0), logits, value, value=-1.0)  # relu(l) - x l
+        sigmoids = logits.abs().sigmoid_().unflatten(-1, (-1, group))
+        return sigmoids.prod(-1).log_().sum(-1) - excess.sum(-1)
 
 
 class LevelCategorical(Categorical):
@@ -142,7 +123,7 @@ class BernoulliMLPDecoder(nn.Module):
         self.net = mlp(latent, hidden, data_dim)
 
     def forward(self, z: torch.Tensor) -> Independent:
-        return BernoulliPixels(BernoulliLogits(logits=self.net(z), validate_args=False), 1)
+        return BernoulliPixels(Bernoulli(logits=self.net(z), validate_args=False), 1)
 
 
 class CategoricalMLPDecoder(nn.Module):
