@@ -5,6 +5,7 @@ Usage::
     python benchmarks/bench_throughput.py            # full measurement (a few minutes)
     python benchmarks/bench_throughput.py --quick    # smoke run (well under a minute)
     python benchmarks/bench_throughput.py --grid     # also time the default digits grid
+    python benchmarks/bench_throughput.py --cpu-time # one thread, CPU time: for a busy machine
 
 Everything runs through vaebench's real code paths: models built by the registered factories
 (:func:`vaebench.pipeline.build_model`), the training step of :func:`vaebench.train.fit`
@@ -232,10 +233,10 @@ def workloads(quick: bool) -> list[Workload]:
         combo = {"encoder": "mlp-gaussian", "decoder": "mlp-categorical", "prior": prior}
         args = (digits.spec, suite.latent_dim, suite.hidden_dim)
         label = f"digits {prior}"
-        train = (label, digits.train, budget.batch_size, budget.lr)
-        out.append(train_workload(label, build(combo, *args), *train[1:]))
+        batches = (digits.train, budget.batch_size, budget.lr)
+        out.append(train_workload(label, build(combo, *args), *batches))
         if prior == "standard-normal" and not quick:
-            out.append(train_workload(label, build(combo, *args), *train[1:], fused=True))
+            out.append(train_workload(label, build(combo, *args), *batches, fused=True))
         out.append(iw_workload(label, build(combo, *args), digits, test, k))
 
     # An MNIST-sized MLP VAE on random binary data: 784-256-256-16, Bernoulli pixels.
@@ -340,12 +341,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a fast smoke run: fewer, shorter")
     parser.add_argument("--grid", action="store_true", help="also time the default digits grid")
-    parser.add_argument(
-        "--plugins",
-        action="store_true",
-        help="keep installed plugins for --grid (default: built-in components only, "
-        "VAEBENCH_PLUGINS=none, the grid a fresh install runs)",
-    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument(
         "--cpu-time",
@@ -354,8 +349,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--repeats", type=int, default=None, help="timed batches per median")
     args = parser.parse_args(argv)
-    if not args.plugins:
-        os.environ["VAEBENCH_PLUGINS"] = "none"
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.cpu_time:
