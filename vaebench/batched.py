@@ -39,6 +39,7 @@ from vaebench.train import (
     _save,
     fixed_noise,
     load_checkpoint,
+    make_adam,
     normal_noise_from,
     validation_neg_elbo,
 )
@@ -251,7 +252,7 @@ class _Batch:
         ]
         self.noise = _StackedNoise([NoiseStream(s, device) for s in seeds])
         trainable = [p for p in self.stack.params.values() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(trainable, lr=budget.lr)
+        self.optimizer = make_adam(trainable, budget.lr, device)
         self.step, self.elapsed_before, self.resumed_from = 0, 0.0, None
         self.running = torch.zeros(len(seeds), dtype=torch.float64, device=device)
         self.started = time.perf_counter()
