@@ -116,7 +116,39 @@ def test_mi_reaches_log_n_when_posteriors_do_not_overlap() -> None:
     mu = 100.0 * torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 2)
     mi = _collapse(context(_fixed_model(mu, 0.1, GaussianPrior(2)), index_data(n)))["collapse/mi"]
     assert mi.value == pytest.approx(math.log(n), abs=1e-6)
-    assert mi.extra == {"n": n, "mc_samples": math.ceil(4096 / n), "log_n": math.log(n)}
+    assert mi.extra == {"n": n, "of": n, "mc_samples": math.ceil(4096 / n), "log_n": math.log(n)}
+
+
+def test_mi_on_a_large_split_uses_a_fixed_subset_and_records_it() -> None:
+    # The capped estimate is the uncapped one on the chosen rows: FixedGaussianEncoder reads
+    # each row's index, so a subset of rows keeps its posteriors.
+    n, cap = 200, 50
+    mu, scale = _random_posteriors(n, 2)
+    model = _fixed_model(mu, scale, GaussianPrior(2))
+    ctx = context(model, index_data(n))
+    capped = _collapse(ctx, make_collapse(max_points=cap))
+    mi = capped["collapse/mi"]
+    assert mi.extra["n"] == cap and mi.extra["of"] == n
+    assert mi.extra["log_n"] == pytest.approx(math.log(cap))
+    ((name, (parent, rows)),) = ctx.subsets.items()
+    assert name == f"test[{cap} of {n}]" and parent == "test"
+    assert rows.numel() == cap and rows.unique().numel() == cap and bool((rows.diff() > 0).all())
+    alone = _collapse(context(model, index_data(n)[rows]), make_collapse(max_points=None))
+    assert mi.value == pytest.approx(alone["collapse/mi"].value, abs=1e-12)
+    # KL and active units still use every point.
+    full = _collapse(context(model, index_data(n)), make_collapse(max_points=None))
+    assert capped["collapse/kl"].value == full["collapse/kl"].value
+    assert capped["collapse/active_units"].extra == full["collapse/active_units"].extra
+    # The same rows for every model evaluated on the same data.
+    other = context(_fixed_model(mu + 1.0, scale, GaussianPrior(2)), index_data(n))
+    _collapse(other, make_collapse(max_points=cap))
+    assert torch.equal(other.subsets[name][1], rows)
+
+
+@pytest.mark.parametrize("bad", [0, 1, 2.5, "all", True])
+def test_a_bad_aggregate_cap_is_a_config_error(bad) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="max_points"):
+        make_collapse(max_points=bad)
 
 
 def test_mi_of_a_gaussian_channel_matches_its_closed_form() -> None:

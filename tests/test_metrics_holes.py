@@ -42,7 +42,7 @@ def test_identical_posteriors_give_both_directions_in_closed_form() -> None:
     marginal, reverse = out["holes/marginal_kl"], out["holes/reverse_kl"]
     assert marginal.value == pytest.approx(gaussian_kl(m, s, 0.0, 1.0), abs=1e-6)
     assert reverse.value == pytest.approx(gaussian_kl(0.0, 1.0, m, s), abs=4 * reverse.stderr)
-    assert reverse.extra == {"n": n, "prior_samples": 4096}
+    assert reverse.extra == {"n": n, "of": n, "prior_samples": 4096}
     assert marginal.extra["kl_method"] == "closed-form" and marginal.extra["mi"] == pytest.approx(
         0.0, abs=1e-6
     )
@@ -59,6 +59,21 @@ def test_a_broad_aggregate_posterior_matches_the_gaussian_it_approximates() -> N
     assert out["holes/reverse_kl"].value == pytest.approx(
         gaussian_kl(0.0, 1.0, 0.0, math.sqrt(2)), abs=0.03
     )
+
+
+def test_a_capped_aggregate_posterior_is_the_one_of_its_subset() -> None:
+    n, cap = 300, 40
+    g = torch.Generator().manual_seed(8)
+    model = _model(torch.randn(n, 2, generator=g), 0.6, prior_scale=1.2)
+    ctx = context(model, index_data(n))
+    out = _holes(ctx, make_holes(max_points=cap))
+    ((_, rows),) = ctx.subsets.values()
+    alone = _holes(context(model, index_data(n)[rows]), make_holes(max_points=None))
+    for name in ("holes/marginal_kl", "holes/reverse_kl"):
+        assert out[name].value == pytest.approx(alone[name].value, abs=1e-12)
+        assert out[name].extra["n"] == cap and out[name].extra["of"] == n
+    with pytest.raises(ConfigError, match="max_points"):
+        make_holes(max_points=1)
 
 
 def test_marginal_kl_is_kl_minus_mi_and_does_not_depend_on_metric_order() -> None:

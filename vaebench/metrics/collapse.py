@@ -13,6 +13,8 @@
 * **Mutual information** ``I_q(x; z) = E_x KL(q(z|x) || q(z))`` with q(z) the aggregate
   posterior of the N evaluation points, estimated as He et al. 2019 do: log q(z) by a
   log-mean-exp of the N posteriors at draws z ~ q(z|x_i). Each point's term lies below log N.
+  Its cost grows as N squared, so on a split of more than ``max_points`` points (default
+  ``AGGREGATE_POINTS``) N is a fixed random subset of that many; ``n`` and ``of`` are recorded.
 
 Every Monte Carlo pass runs under its own fixed seed and is cached on the context, so the holes
 metric reads the same numbers whether or not this metric ran.
@@ -28,7 +30,7 @@ from torch.distributions import Distribution, Independent, MultivariateNormal, N
 
 from vaebench.contracts import MetricSpec, MetricValue
 from vaebench.errors import ConfigError, ContractError
-from vaebench.evaluate import TEST, EvalContext
+from vaebench.evaluate import AGGREGATE_POINTS, TEST, EvalContext
 
 DEFAULT_THRESHOLD = 0.01
 KL_SAMPLES = 64  # draws per point where the KL has no closed form
@@ -55,6 +57,9 @@ class MIStats:
 
     per_point: torch.Tensor
     samples: int
+    split: str  # the split (or capped subset of it) whose posteriors make up q(z)
+    rows: torch.Tensor | None  # that subset's rows of the parent split; None: all of them
+    of: int  # points in the parent split
 
     @property
     def n(self) -> int:
@@ -179,23 +184,28 @@ def activities(ctx: EvalContext, split: str = TEST) -> tuple[torch.Tensor, int |
     return ctx.cached(("collapse/activity", split), compute)
 
 
-def mutual_information(ctx: EvalContext, split: str = TEST) -> MIStats:
-    """He et al. 2019's estimate of I_q(x; z), per point; computed once per split."""
+def mutual_information(
+    ctx: EvalContext, split: str = TEST, max_points: int | None = AGGREGATE_POINTS
+) -> MIStats:
+    """He et al. 2019's estimate of I_q(x; z), per point of ``split`` or of its fixed subset of
+    ``max_points`` points; computed once per (split, cap)."""
+    of = ctx.split_size(split)
+    name, rows = ctx.capped(split, max_points)
 
     def compute() -> MIStats:
-        chunks = ctx.posteriors(split)
+        chunks = ctx.posteriors(name)
         n = chunks[-1][0].stop
         samples = max(1, math.ceil(MI_DRAWS / n))
         per_point = torch.empty(n, dtype=torch.float64)
         with ctx.fixed_rng(_MI_SALT), torch.no_grad():
-            for rows, q in chunks:
+            for part, q in chunks:
                 z = q.sample((samples,))  # [S, B, M]
                 log_q_x = q.log_prob(z).double()
-                log_q = ctx.aggregate_log_q(split, z.reshape(-1, z.shape[-1]))
-                per_point[rows] = (log_q_x - log_q.reshape(log_q_x.shape)).mean(0).cpu()
-        return MIStats(per_point, samples)
+                log_q = ctx.aggregate_log_q(name, z.reshape(-1, z.shape[-1]))
+                per_point[part] = (log_q_x - log_q.reshape(log_q_x.shape)).mean(0).cpu()
+        return MIStats(per_point, samples, name, rows, of)
 
-    return ctx.cached(("collapse/mi", split), compute)
+    return ctx.cached(("collapse/mi", name), compute)
 
 
 def mean_and_stderr(values: torch.Tensor) -> tuple[float, float | None]:
@@ -204,15 +214,32 @@ def mean_and_stderr(values: torch.Tensor) -> tuple[float, float | None]:
     return float(values.mean()), se
 
 
-def make_collapse(threshold: float = DEFAULT_THRESHOLD, name: str = "collapse") -> MetricSpec:
-    """The collapse metric with an active-unit ``threshold``; outputs are named ``name/...``."""
+def check_max_points(max_points: int | None) -> None:
+    if max_points is not None and (
+        not isinstance(max_points, int) or isinstance(max_points, bool) or max_points < 2
+    ):
+        raise ConfigError(
+            f"max_points (points of the aggregate posterior) must be an integer >= 2 or None "
+            f"for every point, got {max_points!r}"
+        )
+
+
+def make_collapse(
+    threshold: float = DEFAULT_THRESHOLD,
+    name: str = "collapse",
+    max_points: int | None = AGGREGATE_POINTS,
+) -> MetricSpec:
+    """The collapse metric with an active-unit ``threshold``; outputs are named ``name/...``.
+    The mutual information uses the posteriors of at most ``max_points`` test points (None:
+    all); KL and active units use every test point."""
     if not threshold >= 0:
         raise ConfigError(f"the active-unit threshold must be >= 0, got {threshold!r}")
+    check_max_points(max_points)
 
     def compute(ctx: EvalContext) -> dict[str, MetricValue]:
         kl = kl_stats(ctx)
         activity, mean_samples = activities(ctx)
-        mi = mutual_information(ctx)
+        mi = mutual_information(ctx, max_points=max_points)
         kl_mean, kl_se = mean_and_stderr(kl.per_point)
         mi_mean, mi_se = mean_and_stderr(mi.per_point)
         per_dim = None if kl.per_dim is None else kl.per_dim.mean(0).tolist()
@@ -243,7 +270,7 @@ def make_collapse(threshold: float = DEFAULT_THRESHOLD, name: str = "collapse") 
                 "nats",
                 None,
                 mi_se,
-                {"n": mi.n, "mc_samples": mi.samples, "log_n": math.log(mi.n)},
+                {"n": mi.n, "of": mi.of, "mc_samples": mi.samples, "log_n": math.log(mi.n)},
             ),
         }
 

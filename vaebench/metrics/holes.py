@@ -7,6 +7,10 @@ split is from the prior p(z), in both directions (Hoffman & Johnson 2016; Rezend
 * **Reverse KL** ``KL(p(z) || q(z)) = E_{z ~ p}[log p(z) - log q(z)]``, with prior draws and
   log q(z) by a log-mean-exp over the N posteriors. It is large when the prior puts mass in
   "holes" that no posterior covers, where samples from the model decode to nonsense.
+
+On a split of more than ``max_points`` points, q(z) is the aggregate posterior of a fixed random
+subset of that many (as for the mutual information; ``n`` and ``of`` are recorded), and the
+marginal KL averages over that subset.
 """
 
 from __future__ import annotations
@@ -15,8 +19,13 @@ import torch
 
 from vaebench.contracts import MetricSpec, MetricValue
 from vaebench.errors import ConfigError
-from vaebench.evaluate import TEST, EvalContext
-from vaebench.metrics.collapse import kl_stats, mean_and_stderr, mutual_information
+from vaebench.evaluate import AGGREGATE_POINTS, TEST, EvalContext
+from vaebench.metrics.collapse import (
+    check_max_points,
+    kl_stats,
+    mean_and_stderr,
+    mutual_information,
+)
 
 PRIOR_SAMPLES = 4096
 _PRIOR_SALT = 201
@@ -40,16 +49,23 @@ def reverse_kl_terms(ctx: EvalContext, samples: int, split: str = TEST) -> torch
     return ctx.cached(("holes/reverse", split, samples), compute)
 
 
-def make_holes(prior_samples: int = PRIOR_SAMPLES, name: str = "holes") -> MetricSpec:
-    """The holes metric with ``prior_samples`` draws for the reverse KL."""
+def make_holes(
+    prior_samples: int = PRIOR_SAMPLES,
+    name: str = "holes",
+    max_points: int | None = AGGREGATE_POINTS,
+) -> MetricSpec:
+    """The holes metric with ``prior_samples`` draws for the reverse KL and the aggregate
+    posterior of at most ``max_points`` test points (None: all)."""
     if not isinstance(prior_samples, int) or prior_samples < 2:
         raise ConfigError(f"prior_samples must be an integer >= 2, got {prior_samples!r}")
+    check_max_points(max_points)
 
     def compute(ctx: EvalContext) -> dict[str, MetricValue]:
         kl = kl_stats(ctx)
-        mi = mutual_information(ctx)
-        marginal, marginal_se = mean_and_stderr(kl.per_point - mi.per_point)
-        reverse, reverse_se = mean_and_stderr(reverse_kl_terms(ctx, prior_samples))
+        mi = mutual_information(ctx, max_points=max_points)
+        kl_points = kl.per_point if mi.rows is None else kl.per_point[mi.rows]
+        marginal, marginal_se = mean_and_stderr(kl_points - mi.per_point)
+        reverse, reverse_se = mean_and_stderr(reverse_kl_terms(ctx, prior_samples, mi.split))
         return {
             f"{name}/marginal_kl": MetricValue(
                 marginal,
@@ -58,7 +74,8 @@ def make_holes(prior_samples: int = PRIOR_SAMPLES, name: str = "holes") -> Metri
                 marginal_se,
                 {
                     "n": mi.n,
-                    "kl": float(kl.per_point.mean()),
+                    "of": mi.of,
+                    "kl": float(kl_points.mean()),
                     "kl_method": kl.method,
                     "kl_mc_samples": kl.mc_samples,
                     "mi": float(mi.per_point.mean()),
@@ -66,7 +83,11 @@ def make_holes(prior_samples: int = PRIOR_SAMPLES, name: str = "holes") -> Metri
                 },
             ),
             f"{name}/reverse_kl": MetricValue(
-                reverse, "nats", False, reverse_se, {"n": mi.n, "prior_samples": prior_samples}
+                reverse,
+                "nats",
+                False,
+                reverse_se,
+                {"n": mi.n, "of": mi.of, "prior_samples": prior_samples},
             ),
         }
 
