@@ -182,3 +182,46 @@ def test_generate_and_reconstruct_give_decoder_means() -> None:
     torch.testing.assert_close(
         model.reconstruct(torch.zeros(1, 2)), torch.sigmoid(torch.tensor([[0.5, -2.0]]))
     )
+
+
+def test_mixture_priors_match_torch_mixture_densities() -> None:
+    # The priors' fast log-densities against torch.distributions' own mixture, and the plain
+    # component log-probability path (a non-diagonal encoder) against the diagonal one.
+    from torch.distributions import MixtureSameFamily
+
+    from vaebench.components.priors import (
+        MixtureOfGaussiansPrior,
+        VampPrior,
+        diagonal_gaussian_log_probs,
+    )
+
+    torch.manual_seed(3)
+    z = 2.0 * torch.randn(5, 7, LATENT)
+    mog = MixtureOfGaussiansPrior(LATENT, 6)
+    with torch.no_grad():
+        mog.log_scales.normal_(0.0, 0.7)
+        mog.logits.normal_()
+    reference = MixtureSameFamily(
+        Categorical(logits=mog.logits),
+        Independent(Normal(mog.means, mog.log_scales.exp()), 1),
+    )
+    assert torch.allclose(mog.log_prob(z), reference.log_prob(z), rtol=1e-6, atol=1e-5)
+
+    model, _ = build(
+        SPECS["digits"], {"encoder": "mlp-gaussian", "decoder": "mlp-categorical", "prior": "vamp"}
+    )
+    vamp = model.prior
+    assert isinstance(vamp, VampPrior)
+    q = vamp.components()
+    weights = Categorical(logits=torch.zeros(q.batch_shape[0]))
+    expected = MixtureSameFamily(weights, q).log_prob(z)
+    assert torch.allclose(vamp.log_prob(z), expected, rtol=1e-6, atol=1e-5)
+
+    loc, log_scale = torch.randn(3, LATENT), torch.randn(3, LATENT)
+    by_normal = Normal(loc, log_scale.exp()).log_prob(z.unsqueeze(-2)).sum(-1)
+    for fast in (
+        diagonal_gaussian_log_probs(z, loc, log_scale),
+        diagonal_gaussian_log_probs(z, loc, scale=log_scale.exp()),
+    ):
+        assert fast.shape == (5, 7, 3)
+        assert torch.allclose(fast, by_normal, rtol=1e-6, atol=1e-5)
