@@ -23,3 +23,15 @@ def fresh_default_host() -> Iterator[None]:
     plugins.reset_default_host()
     yield
     plugins.reset_default_host()
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Train tiny models on one torch thread: at their size a second thread only adds waiting
+    (on a loaded machine, a lot)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from tests.small_runs import tiny_digits
 from vaebench import plugins, results
 from vaebench.api import run
 from vaebench.batched import NotVectorizable, fit_batched
@@ -23,26 +24,10 @@ from vaebench.pipeline import build_model, load_suite_data
 from vaebench.train import TrainResult, fit
 
 COMBO = {"encoder": "mlp-gaussian", "decoder": "mlp-categorical"}
-SMALL = {
-    "suite": "digits",
-    "profile": "tiny",
-    "progress": False,
-    "encoders": ["mlp-gaussian"],
-    "decoders": ["mlp-categorical"],
-    "metrics": ["likelihood"],
-    "suite_options": {"limit": 200},
-    "latent_dim": 4,
-    "component_options": {"encoder": {"hidden": 32}, "decoder": {"hidden": 32}},
-}
+SMALL = tiny_digits()
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models: a second torch thread only adds synchronisation (on a loaded machine, a lot)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +242,7 @@ def test_seed_batch_is_checked() -> None:
     from vaebench.runner import resolve_seed_batch
 
     assert resolve_seed_batch("auto", "cpu", 3) == 3
+    assert resolve_seed_batch("auto", "cpu", 3, parallel=True) == 1
     assert resolve_seed_batch(2, "cpu", 5) == 2
     with pytest.raises(ConfigError, match="seed batch must be a positive whole number or 'auto'"):
         resolve_seed_batch(0, "cpu", 2)

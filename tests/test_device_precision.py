@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.small_runs import tiny_digits
 from vaebench.api import run
 from vaebench.cli import build_parser
 from vaebench.commands.run import request_from_args
@@ -16,27 +17,10 @@ from vaebench.errors import ConfigError
 from vaebench.pipeline import data_on, resolve_device
 
 ROOT = Path(__file__).resolve().parent.parent
-SMALL = {
-    "suite": "digits",
-    "profile": "tiny",
-    "progress": False,
-    "encoders": ["mlp-gaussian"],
-    "decoders": ["mlp-categorical"],
-    "priors": ["standard-normal"],
-    "metrics": ["likelihood"],
-    "suite_options": {"limit": 100},
-    "latent_dim": 4,
-    "component_options": {"encoder": {"hidden": 32}, "decoder": {"hidden": 32}},
-}
+SMALL = tiny_digits(priors=["standard-normal"], suite_options={"limit": 100})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models: a second torch thread only adds synchronisation (on a loaded machine, a lot)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_devices_resolve_or_say_what_to_use() -> None:
@@ -119,3 +103,20 @@ def test_gpu_benchmark_runs_with_tiny_sizes_on_the_cpu() -> None:
         check=True,
     ).stdout
     assert "one model, eager (train.fit)" in out and "importance samples/s" in out
+
+
+def test_bf16_on_a_cpu_without_bf16_hardware_is_warned_about(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from vaebench import environment
+    from vaebench.commands import run as run_command
+
+    assert environment.native_bf16(frozenset({"avx2", "fma"})) is False
+    assert environment.native_bf16(frozenset({"avx512f", "avx512_bf16"})) is True
+    assert environment.native_bf16(frozenset({"amx_bf16", "amx_tile"})) is True
+    monkeypatch.setattr(environment, "native_bf16", lambda flags=None: False)
+    warning = run_command.bf16_warning("bf16", "cpu")
+    assert warning is not None and "emulated" in warning and "--precision fp32" in warning
+    assert run_command.bf16_warning("fp32", "cpu") is None
+    monkeypatch.setattr(environment, "native_bf16", lambda flags=None: True)
+    assert run_command.bf16_warning("bf16", "cpu") is None
+    monkeypatch.setattr(environment, "native_bf16", lambda flags=None: None)
+    assert run_command.bf16_warning("bf16", "cpu") is None

@@ -10,33 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
+from tests.small_runs import tiny_digits
 from vaebench.api import run
 from vaebench.executors.process import ProcessExecutor, WorkerLost
 
-GRID = {
-    "suite": "digits",
-    "profile": "tiny",
-    "progress": False,
-    "encoders": ["mlp-gaussian"],
-    "decoders": ["mlp-categorical"],
-    "priors": ["standard-normal", "vamp"],
-    "seeds": [0, 1],
-    "metrics": ["likelihood"],
-    "suite_options": {"limit": 200},
-    "latent_dim": 4,
-    "component_options": {"encoder": {"hidden": 32}, "decoder": {"hidden": 32}},
-}
+GRID = tiny_digits(priors=["standard-normal", "vamp"], seeds=[0, 1])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():  # type: ignore[no-untyped-def]
-    """Tiny models: a second torch thread only adds synchronisation (on a loaded machine, a lot)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def die_once(marker: str) -> str:
@@ -63,7 +45,10 @@ def same_records(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
         assert x["training"]["steps_done"] == y["training"]["steps_done"]
         assert set(x["metrics"]) == set(y["metrics"])
         for name, value in x["metrics"].items():
-            assert math.isclose(value["value"], y["metrics"][name]["value"], rel_tol=1e-5), name
+            # Seeds trained together or alone agree to float rounding: relative 1e-5, or 1e-6
+            # nats for values near zero (the KL of a collapsed tiny model).
+            other = y["metrics"][name]["value"]
+            assert math.isclose(value["value"], other, rel_tol=1e-5, abs_tol=1e-6), name
 
 
 @pytest.fixture(scope="module")

@@ -213,15 +213,6 @@ def test_a_posterior_that_cannot_broadcast_is_named_in_a_contract_error() -> Non
         _collapse(ctx)
 
 
-@pytest.fixture
-def one_thread():  # type: ignore[no-untyped-def]
-    """Train tiny models on one thread: threads only add waiting at this size."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_activity_from_sampled_means_is_corrected_for_their_noise() -> None:
     # No analytic mean: 256 draws per point. Uncorrected, wide posteriors (scale 3) would show
     # a spurious activity of 9 / 256 = 0.035 in every dimension.

@@ -38,6 +38,27 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+@functools.cache
+def cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where they cannot be read."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return None
+
+
+def native_bf16(flags: frozenset[str] | None = None) -> bool | None:
+    """Whether the CPU multiplies bf16 matrices in hardware (AVX512-BF16 or AMX-BF16); None
+    where its flags are unknown. Without it torch emulates bf16 matrix products in fp32."""
+    flags = cpu_flags() if flags is None else flags
+    if flags is None:
+        return None
+    return bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
 def device_name(device: Any) -> str:
     import torch
 
@@ -61,6 +82,7 @@ def environment(device: Any, plugins: dict[str, str]) -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu_name(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16": native_bf16(),
         "cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "device": str(device),

@@ -20,10 +20,13 @@ from vaebench.errors import ConfigError
 from vaebench.plugins import PluginHost, default_host
 
 PRECISIONS = ("fp32", "bf16")
-# Seeds per unit that ``--seed-batch auto`` trains together on a GPU: 128 seeds of the MNIST
-# MLP VAE still fit one H200 many times over and ran 4.8M samples/s there (see benchmarks/).
+# Seeds per unit that ``--seed-batch auto`` trains together on a GPU: 128 copies of the MNIST
+# MLP VAE (0.55M parameters each) fit a GPU's memory many times over.
 AUTO_GPU_SEED_BATCH = 128
-# ... and on a CPU (see benchmarks/README.md, "Seeds: sequential vs batched").
+# ... and on a CPU in this process (see benchmarks/README.md). With a parallel executor on a
+# CPU, ``auto`` keeps one seed per unit: batching gains little there, and more units spread
+# better over the workers (the digits default grid, --jobs 2 on 2 cores: 79 s with one seed per
+# unit against 108 s with two; benchmarks/README.md).
 AUTO_CPU_SEED_BATCH = 16
 
 
@@ -212,15 +215,17 @@ def identity(
     }
 
 
-def resolve_seed_batch(value: int | str, device: str, n_seeds: int) -> int:
-    """Seeds per unit: ``value`` itself, or for ``"auto"`` every seed (up to a cap) on a GPU and
-    what measured fastest on a CPU. A seed's key does not depend on it: batched or not, a seed
-    ends with the same numbers."""
+def resolve_seed_batch(value: int | str, device: str, n_seeds: int, parallel: bool = False) -> int:
+    """Seeds per unit: ``value`` itself, or for ``"auto"`` what measured fastest: every seed (up
+    to a cap) on a GPU or on a CPU in this process, one seed per unit on a CPU with a
+    ``parallel`` executor. A seed's key does not depend on it: batched or not, a seed ends with
+    the same numbers."""
     from vaebench.pipeline import resolve_device
 
     if value == "auto":
-        cap = AUTO_CPU_SEED_BATCH if resolve_device(device).type == "cpu" else AUTO_GPU_SEED_BATCH
-        return max(1, min(n_seeds, cap))
+        if resolve_device(device).type != "cpu":
+            return max(1, min(n_seeds, AUTO_GPU_SEED_BATCH))
+        return 1 if parallel else max(1, min(n_seeds, AUTO_CPU_SEED_BATCH))
     if isinstance(value, str) and value.isdigit():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -261,7 +266,8 @@ def plan(request: RunRequest, host: PluginHost | None = None) -> list[Unit]:
     if latent_dim <= 0:
         raise ConfigError(f"latent size must be positive, got {latent_dim}")
     out_dir = str(request.out_dir())
-    seed_batch = resolve_seed_batch(request.seed_batch, request.device, len(seeds))
+    parallel = request.executor != "local"
+    seed_batch = resolve_seed_batch(request.seed_batch, request.device, len(seeds), parallel)
     units: list[Unit] = []
     for enc, dec, pri in itertools.product(grid["encoder"], grid["decoder"], grid["prior"]):
         combination = {"encoder": enc, "decoder": dec, "prior": pri}

@@ -10,6 +10,16 @@ from pathlib import Path
 from vaebench.errors import ConfigError
 
 
+def add_results_args(parser: argparse.ArgumentParser) -> None:
+    """The results to read: directories of records, or per-seed CSV exports."""
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="a results directory, or a CSV written by `vaebench export --per-seed`",
+    )
+
+
 def add_input_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--strict",

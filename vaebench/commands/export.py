@@ -13,6 +13,7 @@ from typing import Any
 from vaebench.commands._shared import (
     add_input_args,
     add_metric_arg,
+    add_results_args,
     emit,
     metric_list,
     report_skipped,
@@ -31,12 +32,7 @@ def add_parser(subparsers: Any) -> None:
             "group, every metric) or, with --per-seed, one row per run."
         ),
     )
-    parser.add_argument(
-        "paths",
-        nargs="+",
-        metavar="PATH",
-        help="a results directory, or a CSV written by `vaebench export --per-seed`",
-    )
+    add_results_args(parser)
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
     parser.add_argument(
         "--format", choices=FORMATS, help="output format (default: from the -o suffix, else csv)"

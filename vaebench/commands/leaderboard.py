@@ -8,6 +8,7 @@ from typing import Any
 from vaebench.commands._shared import (
     add_input_args,
     add_metric_arg,
+    add_results_args,
     emit,
     metric_list,
     report_skipped,
@@ -28,12 +29,7 @@ def add_parser(subparsers: Any) -> None:
             "one-sided t-test, alpha 0.05) carry a dagger."
         ),
     )
-    parser.add_argument(
-        "paths",
-        nargs="+",
-        metavar="PATH",
-        help="a results directory, or a CSV written by `vaebench export --per-seed`",
-    )
+    add_results_args(parser)
     add_metric_arg(parser, "neg_elbo and iw_nll")
     parser.add_argument(
         "--rank-by", metavar="M", help="the metric to rank by (default: iw_nll when shown)"
