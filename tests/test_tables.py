@@ -239,6 +239,15 @@ def test_html_is_a_plain_escaped_table() -> None:
     assert "<script" not in text and "<strong>24.50 ± 0.71</strong>" in text
 
 
+def test_tables_of_one_group_get_distinct_html_ids() -> None:
+    import re
+
+    records = [make_record("b", s, {"iw_nll": 24.0 + s, "neg_elbo": 25.0 + s}) for s in range(2)]
+    boards = [*tables.leaderboard(records, ["iw_nll"]), *tables.leaderboard(records, ["neg_elbo"])]
+    ids = re.findall(r'<table id="([^"]+)"', tables.to_html(boards))
+    assert len(ids) == 2 and ids[0] != ids[1] and ids[1] == f"{ids[0]}-2"
+
+
 def test_csv_and_json_hold_the_same_numbers() -> None:
     boards = tables.leaderboard(known_records(), ["neg_elbo", "iw_nll"])
     from io import StringIO

@@ -923,12 +923,18 @@ def _html_cell(cell: str | _Num, decimals: int) -> str:
 def to_html(tables: Sequence[Leaderboard] | pd.DataFrame, decimals: int = DEFAULT_DECIMALS) -> str:
     """A plain, escaped ``<table>`` per group (no script, no styling)."""
     parts = []
+    seen: dict[str, int] = {}
     for grid in _grids(tables):
+        # One id per table: tables of the same group (likelihood, collapse...) share a label.
+        ident = grid.label.replace(":", "-")
+        seen[ident] = seen.get(ident, 0) + 1
+        if seen[ident] > 1:
+            ident = f"{ident}-{seen[ident]}"
         caption = "<br>".join(html.escape(t) for t in [grid.title, *grid.lines])
         head = "".join(f"<th>{html.escape(h)}</th>" for h in grid.headers)
         body = ["".join(f"<td>{_html_cell(c, decimals)}</td>" for c in row) for row in grid.rows]
         lines = [
-            f'<table id="{html.escape(grid.label.replace(":", "-"))}">',
+            f'<table id="{html.escape(ident)}">',
             f"<caption>{caption}</caption>",
             f"<thead>\n<tr>{head}</tr>\n</thead>",
             "<tbody>",
