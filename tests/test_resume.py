@@ -161,6 +161,16 @@ def test_a_write_killed_midway_never_leaves_a_truncated_record(tmp_path: Path) -
             assert len(record["pad"]) == 200_000
 
 
+def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path: Path) -> None:
+    # 0666 less the umask, as open() gives, not the 0600 of the temporary file.
+    plain = tmp_path / "plain.json"
+    plain.write_bytes(b"{}")
+    results.atomic_write_bytes(tmp_path / "atomic.json", b"{}")
+    mode = (tmp_path / "atomic.json").stat().st_mode & 0o777
+    assert mode == plain.stat().st_mode & 0o777 == 0o666 & ~results._umask()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
 def test_two_runs_into_one_directory_do_not_corrupt_each_other(tmp_path: Path) -> None:
     out = tmp_path / "shared"
     args = ("--seeds", "0", "1", "--steps", "40")

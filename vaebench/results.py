@@ -15,6 +15,7 @@ no record or a complete one. Only this module writes into a results directory.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -64,10 +65,22 @@ def prepare_dir(path: str | os.PathLike[str]) -> Path:
     return root
 
 
+@functools.cache
+def _umask() -> int:
+    """The process's umask, read once (reading it means setting it, so not at every write)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` through a temporary file in its directory and a rename, so a reader sees
+    the old file or the new one, never a part. The file gets the permissions a plain ``open``
+    would give it (0666 less the umask), not the temporary file's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
