@@ -66,11 +66,12 @@ def prepare_dir(path: str | os.PathLike[str]) -> Path:
 
 
 @functools.cache
-def _umask() -> int:
-    """The process's umask, read once (reading it means setting it, so not at every write)."""
+def plain_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0666 less the process's umask, read once (reading
+    the umask means setting it, so not at every write)."""
     mask = os.umask(0o022)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -80,7 +81,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, plain_file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

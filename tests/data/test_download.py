@@ -45,6 +45,9 @@ def test_download_file(tmp_path: Path, mnist_url: str) -> None:
     assert download_file(mnist_url + LABELS, dest, LABELS_MD5, progress=True) == dest
     assert md5_uncompressed(dest) == LABELS_MD5
     assert leftovers(dest.parent) == [LABELS]
+    from vaebench.results import plain_file_mode
+
+    assert dest.stat().st_mode & 0o777 == plain_file_mode()  # readable like any new file
 
 
 def test_wrong_checksum_leaves_nothing(tmp_path: Path, mnist_url: str) -> None:

@@ -31,6 +31,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from vaebench.errors import ConfigError, DataError
+from vaebench.results import plain_file_mode
 
 GZIP_MAGIC = b"\x1f\x8b"
 MIRRORS_ENV = "VAEBENCH_MIRRORS"
@@ -149,6 +150,7 @@ def _fetch(url: str, dest: Path, expected_md5: str, progress: bool) -> None:
             tmp.flush()
             os.fsync(tmp.fileno())
         _check_md5(part, expected_md5)
+        os.chmod(part, plain_file_mode())  # the temporary file's 0600 would hide it from others
         os.replace(part, dest)
         part = None
     except OSError as e:
