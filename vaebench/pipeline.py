@@ -214,22 +214,7 @@ class _SeedRun:
             Path(unit.out_dir) / results.CHECKPOINTS / f"{stem}.pt" if unit.checkpoints else None
         )
         self.record: dict[str, Any] = {
-            "schema_version": results.SCHEMA_VERSION,
-            "key": unit.keys[index],
-            "stem": stem,
-            "identity": unit.identities[index],
-            "suite": {
-                "name": unit.suite,
-                "version": unit.suite_version,
-                "profile": unit.profile,
-                "options": dict(unit.suite_options),
-            },
-            "combination": dict(unit.combination),
-            "components": unit.components,
-            "seed": self.seed,
-            "budget": unit.budget_json(),
-            "eval": {**unit.eval_json(), "metrics": list(unit.metrics)},
-            "precision": unit.precision,
+            **unit.record_head(index),
             "environment": environment(device, host.versions()),
             "data": {**data.provenance, "spec": {"dim": data.spec.dim, "levels": data.spec.levels}},
             "metrics": {},

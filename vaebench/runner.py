@@ -68,15 +68,31 @@ class Unit:
             identities=tuple(self.identities[i] for i in pick),
         )
 
-    def budget_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.budget)
-
-    def eval_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.eval)
-
     @property
     def label(self) -> str:
         return " / ".join(self.combination[kind] for kind in COMPONENT_KINDS)
+
+    def record_head(self, index: int) -> dict[str, Any]:
+        """What the record of the seed at ``index`` says about its identity, whatever became
+        of it: the worker fills in the rest, or the runner does for a lost worker."""
+        return {
+            "schema_version": results.SCHEMA_VERSION,
+            "key": self.keys[index],
+            "stem": self.stems[index],
+            "identity": self.identities[index],
+            "suite": {
+                "name": self.suite,
+                "version": self.suite_version,
+                "profile": self.profile,
+                "options": dict(self.suite_options),
+            },
+            "combination": dict(self.combination),
+            "components": self.components,
+            "seed": self.seeds[index],
+            "budget": dataclasses.asdict(self.budget),
+            "eval": {**dataclasses.asdict(self.eval), "metrics": list(self.metrics)},
+            "precision": self.precision,
+        }
 
 
 @dataclass
@@ -334,28 +350,12 @@ def plan(request: RunRequest, host: PluginHost | None = None) -> list[Unit]:
 def _failed_outcomes(unit: Unit, exc: BaseException) -> list[dict[str, Any]]:
     """Records for every seed of a unit whose worker failed as a whole."""
     out = []
-    for seed, key, stem, ident in zip(
-        unit.seeds, unit.keys, unit.stems, unit.identities, strict=True
-    ):
+    for index in range(len(unit.seeds)):
         out.append(
             {
                 "record": {
-                    "schema_version": results.SCHEMA_VERSION,
-                    "key": key,
-                    "stem": stem,
-                    "identity": ident,
+                    **unit.record_head(index),
                     "status": "failed",
-                    "suite": {
-                        "name": unit.suite,
-                        "version": unit.suite_version,
-                        "profile": unit.profile,
-                        "options": dict(unit.suite_options),
-                    },
-                    "combination": dict(unit.combination),
-                    "components": unit.components,
-                    "seed": seed,
-                    "budget": unit.budget_json(),
-                    "eval": {**unit.eval_json(), "metrics": list(unit.metrics)},
                     "metrics": {},
                     "error": {
                         "type": type(exc).__name__,

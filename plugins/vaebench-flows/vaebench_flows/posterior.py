@@ -85,10 +85,14 @@ class FlowPosterior(Distribution):
 
 
 class AmortizedFlow(nn.Module):
-    """Maps an encoder's hidden features ``h [B, H]`` to a :class:`Chain` bound to each point."""
+    """Maps an encoder's hidden features ``h [B, H]`` to a :class:`Chain` bound to each point.
+    The base of the flows here (Householder, IAF, Sylvester); each defines ``bind``."""
 
     def bind(self, h: torch.Tensor) -> Chain:
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} is an AmortizedFlow without bind(h); a flow subclass must "
+            "define bind to map hidden features [B, H] to the Chain of each point's steps"
+        )
 
 
 class FlowEncoder(nn.Module):
