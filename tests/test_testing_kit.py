@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,29 @@ def test_linked_data_dir_links_and_names_missing_files(tmp_path: Path) -> None:
     assert linked_data_dir(source, tmp_path / "data", ["mnist"]) == root  # idempotent
     with pytest.raises(DataError, match="fashion-mnist"):
         linked_data_dir(source, tmp_path / "other", ["fashion-mnist"])
+
+
+def test_set_up_helpers_restore_the_environment_and_the_host(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from vaebench import plugins
+    from vaebench.data.download import MIRRORS_ENV
+    from vaebench.testing import CLOSED_MIRROR, every_installed_plugin, offline_data
+
+    monkeypatch.setenv(plugins.ENV_PLUGINS, "none")
+    monkeypatch.setenv(MIRRORS_ENV, "http://mirror.example/")
+    plugins.reset_default_host()
+    before = plugins.default_host()
+    with every_installed_plugin():
+        assert plugins.ENV_PLUGINS not in os.environ
+        assert plugins.default_host() is not before
+    assert os.environ[plugins.ENV_PLUGINS] == "none"
+    source = tmp_path / "source"
+    from vaebench.data.download import FILES
+
+    (source / "mnist").mkdir(parents=True)
+    for name in FILES.values():
+        (source / "mnist" / name).write_bytes(b"x")
+    with offline_data(source, tmp_path / "data", datasets=("mnist",)) as root:
+        assert os.environ[MIRRORS_ENV] == CLOSED_MIRROR
+        assert all((root / "mnist" / n).is_symlink() for n in FILES.values())
+    assert os.environ[MIRRORS_ENV] == "http://mirror.example/"
+    plugins.reset_default_host()

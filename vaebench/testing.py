@@ -26,17 +26,19 @@ every trainable parameter; sampling (shapes, and data values in ``0 .. levels-1`
 training run and evaluation with finite metrics and IW-NLL <= -ELBO.
 
 Also: :func:`run_in_grid` (a tiny grid through the real runner, into a directory),
-:func:`tiny_suite_data`, :func:`host_with` (a host holding a component not yet packaged) and
-:func:`linked_data_dir`. Nothing here imports pytest: :class:`ContractSuite` only implements
+:func:`tiny_suite_data`, :func:`host_with` (a host holding a component not yet packaged),
+:func:`linked_data_dir`, and for test set-up :func:`every_installed_plugin` and
+:func:`offline_data`. Nothing here imports pytest: :class:`ContractSuite` only implements
 pytest's ``pytest_generate_tests`` hook, so the module also works from a script.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,13 @@ from vaebench.contracts import (
 from vaebench.errors import ContractError, DataError, PluginError
 from vaebench.hookspecs import hookimpl
 from vaebench.model import VAE
-from vaebench.plugins import BUILTIN_NAME, PluginHost, default_host
+from vaebench.plugins import (
+    BUILTIN_NAME,
+    ENV_PLUGINS,
+    PluginHost,
+    default_host,
+    reset_default_host,
+)
 from vaebench.train import TrainResult
 
 DIGITS_SPEC = DataSpec(dim=64, levels=17, image_shape=(8, 8))
@@ -540,3 +548,53 @@ __all__ = [
     "tiny_suite_data",
     "train_and_evaluate",
 ]
+
+
+@contextlib.contextmanager
+def _environment(**values: str | None) -> Iterator[None]:
+    """Environment variables set (or, for None, removed) for the block, restored after."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def every_installed_plugin() -> Iterator[None]:
+    """The process-wide plugin host with every installed plugin (``VAEBENCH_PLUGINS`` unset)
+    for the block, built fresh on entry and forgotten on exit, so neither an earlier nor a later
+    test sees a host loaded under other settings."""
+    with _environment(**{ENV_PLUGINS: None}):
+        reset_default_host()
+        try:
+            yield
+        finally:
+            reset_default_host()
+
+
+# A mirror nobody listens on: a download attempted inside :func:`offline_data` fails at once.
+CLOSED_MIRROR = "http://127.0.0.1:9/"
+
+
+@contextlib.contextmanager
+def offline_data(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    datasets: Sequence[str] = ("mnist", "fashion-mnist"),
+) -> Iterator[Path]:
+    """:func:`linked_data_dir` of ``source`` under ``dest`` for the block, with every download
+    mirror pointed at a closed port, so a test reads local files or fails; never the network."""
+    from vaebench.data.download import MIRRORS_ENV
+
+    with _environment(**{MIRRORS_ENV: CLOSED_MIRROR}):
+        yield linked_data_dir(source, dest, datasets)

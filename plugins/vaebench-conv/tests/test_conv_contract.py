@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import vaebench_conv
 
-from vaebench import cli, plugins
+from vaebench import cli
 from vaebench.runner import RunRequest, plan
 from vaebench.testing import (
     BINARY_IMAGE_SPEC,
@@ -21,7 +22,8 @@ from vaebench.testing import (
     check_gradients,
     check_shapes,
     check_train_evaluate,
-    linked_data_dir,
+    every_installed_plugin,
+    offline_data,
     run_in_grid,
 )
 
@@ -42,19 +44,17 @@ def test_pixelcnn_on_28x28_binary_images() -> None:
 
 
 @pytest.fixture
-def default_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(plugins.ENV_PLUGINS, raising=False)
-    plugins.reset_default_host()
-    yield
-    plugins.reset_default_host()
+def default_host() -> Iterator[None]:
+    with every_installed_plugin():
+        yield
 
 
 @pytest.fixture
-def mnist_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def mnist_dir(tmp_path: Path) -> Iterator[Path]:
     """The shared MNIST files, linked into a directory the loader may write its cache into."""
     shared = Path(os.environ.get("VAEBENCH_TEST_DATA") or Path(__file__).parents[4] / "shared/data")
-    monkeypatch.setenv("VAEBENCH_MIRRORS", "http://127.0.0.1:9/")  # never download
-    return linked_data_dir(shared, tmp_path / "data")
+    with offline_data(shared, tmp_path / "data") as root:
+        yield root
 
 
 def test_listed_with_its_version(default_host: None, capsys: pytest.CaptureFixture) -> None:
