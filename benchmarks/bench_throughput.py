@@ -6,6 +6,7 @@ Usage::
     python benchmarks/bench_throughput.py --quick    # smoke run (well under a minute)
     python benchmarks/bench_throughput.py --grid     # also time the default digits grid
     python benchmarks/bench_throughput.py --cpu-time # one thread, CPU time: for a busy machine
+    python benchmarks/bench_throughput.py --batches 512 2048 --compile  # the two experiments
 
 Everything runs through vaebench's real code paths: models built by the registered factories
 (:func:`vaebench.pipeline.build_model`), the training step of :func:`vaebench.train.fit`
@@ -177,14 +178,23 @@ def build(combination: dict[str, str], spec: Any, latent: int, hidden: int, seed
 
 
 def train_workload(
-    name: str, model: Any, train: torch.Tensor, batch: int, lr: float, **adam: Any
+    name: str,
+    model: Any,
+    train: torch.Tensor,
+    batch: int,
+    lr: float,
+    compiled: bool = False,
+    **adam: Any,
 ) -> Workload:
     """The body of fit's loop: draw a batch, loss, zero_grad, backward, Adam step. Without
     ``adam`` options the optimizer is the trainer's own (``train.make_adam``: fused on a CPU);
-    with them, ``torch.optim.Adam(**adam)`` for comparison."""
+    with them, ``torch.optim.Adam(**adam)`` for comparison. ``compiled`` runs the loss and its
+    backward through ``torch.compile`` (a measurement only: the trainer runs eagerly)."""
     from vaebench.train import make_adam
 
     model.train()
+    if compiled:
+        model.loss = torch.compile(model.loss)
     if adam:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, **adam)
     else:
@@ -203,6 +213,8 @@ def train_workload(
 
     options = ", ".join(f"{k}={v}" for k, v in adam.items())
     setting = f"Adam({options})" if adam else "the trainer's Adam (fused)"
+    if compiled:
+        setting += ", loss under torch.compile"
     return Workload(name, "train", batch, step, f"batch {batch}, {setting}")
 
 
@@ -225,7 +237,7 @@ def iw_workload(name: str, model: Any, data: Any, x: torch.Tensor, k: int) -> Wo
     return Workload(name, "iw", x.shape[0] * k, call, note)
 
 
-def workloads(quick: bool) -> list[Workload]:
+def workloads(quick: bool, sweep: tuple[int, ...] = (), compiled: bool = False) -> list[Workload]:
     from vaebench.contracts import DataSpec, SuiteData
     from vaebench.pipeline import load_suite_data
     from vaebench.plugins import default_host
@@ -245,6 +257,8 @@ def workloads(quick: bool) -> list[Workload]:
         out.append(train_workload(label, build(combo, *args), *batches))
         if prior == "standard-normal" and not quick:
             out.append(train_workload(label, build(combo, *args), *batches, fused=False))
+        if prior == "standard-normal" and compiled:
+            out.append(train_workload(label, build(combo, *args), *batches, compiled=True))
         out.append(iw_workload(label, build(combo, *args), digits, test, k))
 
     # An MNIST-sized MLP VAE on random binary data: 784-256-256-16, Bernoulli pixels.
@@ -259,6 +273,13 @@ def workloads(quick: bool) -> list[Workload]:
     for adam in variants:
         model = build(combo, spec, 16, 256)
         out.append(train_workload("mnist-mlp", model, x, 128, 1e-3, **adam))
+    if compiled:
+        model = build(combo, spec, 16, 256)
+        out.append(train_workload("mnist-mlp", model, x, 128, 1e-3, compiled=True))
+    for batch in sweep:  # larger batches: how much of a step is a fixed cost
+        big = (torch.rand(max(batch, 1024), 784, generator=gen) < 0.5).float()
+        model = build(combo, spec, 16, 256)
+        out.append(train_workload("mnist-mlp", model, big, batch, 1e-3))
     out.append(iw_workload("mnist-mlp", build(combo, spec, 16, 256), mnist, x[:128], k))
     return out
 
@@ -356,6 +377,18 @@ def main(argv: list[str] | None = None) -> int:
         help="time with this process's CPU time on one thread (for a machine others are using)",
     )
     parser.add_argument("--repeats", type=int, default=None, help="timed batches per median")
+    parser.add_argument(
+        "--batches",
+        type=int,
+        nargs="+",
+        default=(),
+        help="also train the MNIST-sized model at these batch sizes",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also train with the loss under torch.compile (needs a C++ compiler)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -366,12 +399,17 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (3 if args.quick else 7)
     min_time = 0.1 if args.quick else 0.5
 
+    from vaebench.environment import keep_freed_memory
+
+    malloc = keep_freed_memory()  # as every unit of a run does (pipeline.run_unit)
     load_before = os.getloadavg()[0]
     peak = matmul_gflops(512 if args.quick else 2048, repeats)
     print(f"machine: {machine()}")
+    print(f"malloc: {malloc}")
     print(f"matmul: {peak:.1f} GFLOP/s (fp32 {512 if args.quick else 2048}^2, median)")
     print(f"bound: {BOUND_DEFINITION}\n")
-    rows = [measure(w, repeats, min_time, peak) for w in workloads(args.quick)]
+    chosen = workloads(args.quick, tuple(args.batches), args.compile)
+    rows = [measure(w, repeats, min_time, peak) for w in chosen]
     print(tabulate([r.cells() for r in rows], headers=HEADERS, tablefmt="github"))
     if args.grid:
         wall, cpu, records, train, evaluate = grid_seconds()

@@ -14,6 +14,7 @@ from vaebench import plugins, results
 from vaebench.api import run
 from vaebench.components.priors import StandardNormalPrior
 from vaebench.contracts import ComponentSpec
+from vaebench.environment import keep_freed_memory
 from vaebench.errors import ConfigError, PluginError
 from vaebench.hookspecs import hookimpl
 
@@ -39,6 +40,7 @@ def test_records_hold_what_a_result_needs(tmp_path: Path) -> None:
         assert record["eval"]["k"] == 20
         env = record["environment"]
         assert env["torch"] == torch.__version__ and env["plugins"]["vaebench"]
+        assert env["malloc"] == keep_freed_memory()
         assert record["components"]["encoder"]["plugin"] == "vaebench"
         metrics = record["metrics"]
         assert (

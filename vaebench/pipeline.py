@@ -23,7 +23,7 @@ import torch
 from vaebench import results
 from vaebench.batched import NotVectorizable, fit_batched
 from vaebench.contracts import BuildContext, DataSpec, Suite, SuiteData, as_module
-from vaebench.environment import environment
+from vaebench.environment import environment, keep_freed_memory
 from vaebench.errors import ConfigError, ContractError, VaebenchError
 from vaebench.evaluate import evaluate
 from vaebench.images import model_image_artifacts
@@ -147,6 +147,7 @@ def run_unit(unit: Unit) -> list[dict[str, Any]]:
     phase and traceback; the other seeds still run.
     """
     started = time.perf_counter()
+    keep_freed_memory()
     host = default_host()
     suite: Suite = host.get("suite", unit.suite)
     options = {**unit.suite_options, "data_dir": unit.data_dir}
