@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import subprocess
 import sys
 
@@ -58,7 +59,8 @@ def _churn(**env: str) -> tuple[int, int]:
 
 
 def _has_mallinfo2() -> bool:
-    if environment.keep_freed_memory() == "unchanged (not glibc)":
+    """glibc 2.33 or later (without applying the setting in this process)."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     return hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2")
 
