@@ -31,7 +31,7 @@ from typing import BinaryIO
 from tqdm import tqdm
 
 from vaebench.errors import ConfigError, DataError
-from vaebench.results import plain_file_mode
+from vaebench.atomic import plain_file_mode
 
 GZIP_MAGIC = b"\x1f\x8b"
 MIRRORS_ENV = "VAEBENCH_MIRRORS"
