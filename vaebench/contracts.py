@@ -260,6 +260,13 @@ class MetricSpec:
     ``"collapse/active_units"``) to :class:`MetricValue`. ``unit`` and ``higher_is_better``
     describe the headline output for listings; each value carries its own. ``needs`` names what
     the metric uses (``"iw"``, ``"ood"``, ``"train"`` ...), ``aggregate`` how seeds combine.
+
+    Where tables show the outputs (:mod:`vaebench.tables.sections`): ``section`` is one of
+    ``"likelihood"``, ``"collapse"`` (collapse and holes), ``"ood"`` or ``"other"``;
+    ``columns`` lists the outputs its table shows, in order (empty: every output named
+    ``<name>/...``; outputs not listed go to "other"); ``headline`` is the output the section is
+    ranked by; ``table_per`` splits the outputs into one table per value of the ``/``-separated
+    name part at that index (the ``ood`` metric's 1: a table per score).
     """
 
     name: str
@@ -269,6 +276,10 @@ class MetricSpec:
     higher_is_better: bool | None = None
     needs: frozenset[str] = frozenset()
     aggregate: Literal["mean", "median"] = "mean"
+    section: str = "other"
+    columns: tuple[str, ...] = ()
+    headline: str | None = None
+    table_per: int | None = None
 
 
 @dataclass(frozen=True)

@@ -283,6 +283,9 @@ def make_collapse(
         ),
         unit="nats",
         needs=frozenset({"test"}),
+        section="collapse",
+        columns=(f"{name}/kl", f"{name}/active_units", f"{name}/mi"),
+        headline=f"{name}/kl",
     )
 
 

@@ -98,6 +98,9 @@ def make_holes(
         unit="nats",
         higher_is_better=False,
         needs=frozenset({"test", "prior-samples"}),
+        section="collapse",
+        columns=(f"{name}/marginal_kl", f"{name}/reverse_kl"),
+        headline=f"{name}/marginal_kl",
     )
 
 

@@ -48,4 +48,7 @@ LIKELIHOOD = MetricSpec(
     unit="nats",
     higher_is_better=False,
     needs=frozenset({"iw"}),
+    section="likelihood",
+    columns=("neg_elbo", "iw_nll", "recon", "kl"),
+    headline="iw_nll",
 )

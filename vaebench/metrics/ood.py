@@ -144,4 +144,6 @@ OOD = MetricSpec(
     unit="",
     higher_is_better=True,
     needs=frozenset({"ood", "iw"}),
+    section="ood",
+    table_per=1,
 )
