@@ -1,12 +1,32 @@
-"""Shared fixtures: a private plugin host, and a clean process-wide host around env changes."""
+"""Shared fixtures: a private plugin host, a clean process-wide host around env changes, and
+the real MNIST-family files."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from vaebench import plugins
+from vaebench.errors import DataError
+from vaebench.testing import find_real_data, linked_data_dir
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+REAL_DATASETS = ("mnist", "fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def real_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only view of the real MNIST-family files: ``<root>/<name>/<file>`` links to
+    wherever :func:`vaebench.testing.find_real_data` found them (``VAEBENCH_DATA``, the user
+    cache, ``../shared/data``, the system dataset folder) or downloaded them. Never write into
+    it: verification caches go beside the data, so tests link these files again elsewhere."""
+    try:
+        folders = find_real_data(REAL_DATASETS, near=REPOSITORY)
+    except DataError as e:
+        pytest.fail(str(e), pytrace=False)
+    return linked_data_dir(folders, tmp_path_factory.mktemp("real-data"), REAL_DATASETS)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ entry point. vaebench must discover it, list it with its version, and run it in 
 from __future__ import annotations
 
 import json
-import os
 from importlib import metadata
 from pathlib import Path
 
@@ -56,11 +55,9 @@ def test_blocked_by_vaebench_plugins_none(
 
 
 def test_joins_the_mnist_default_grid_not_the_builtin_only_digits_grid(
-    example_installed: str,
+    example_installed: str, real_data_dir: Path
 ) -> None:
-    shared = os.environ.get("VAEBENCH_TEST_DATA") or str(
-        Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    )
+    shared = str(real_data_dir)
     mnist = plan(
         RunRequest(
             suite="mnist",

@@ -27,9 +27,11 @@ training run and evaluation with finite metrics and IW-NLL <= -ELBO.
 
 Also: :func:`run_in_grid` (a tiny grid through the real runner, into a directory),
 :func:`tiny_suite_data`, :func:`host_with` (a host holding a component not yet packaged),
-:func:`linked_data_dir`, and for test set-up :func:`every_installed_plugin` and
-:func:`offline_data`. Nothing here imports pytest: :class:`ContractSuite` only implements
-pytest's ``pytest_generate_tests`` hook, so the module also works from a script.
+:func:`linked_data_dir`, and for test set-up :func:`every_installed_plugin`,
+:func:`offline_data`, :func:`find_real_data` and :func:`real_data` (the real MNIST-family
+files, found as vaebench finds them or downloaded). Nothing here imports pytest:
+:class:`ContractSuite` only implements pytest's ``pytest_generate_tests`` hook, so the module
+also works from a script.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from vaebench.contracts import (
     MetricValue,
     SuiteData,
 )
-from vaebench.errors import ContractError, DataError, PluginError
+from vaebench.errors import ConfigError, ContractError, DataError, PluginError
 from vaebench.hookspecs import hookimpl
 from vaebench.model import VAE
 from vaebench.plugins import (
@@ -442,11 +444,13 @@ def run_in_grid(out: str | os.PathLike[str], **request: Any) -> Any:
 
 
 def linked_data_dir(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]],
     dest: str | os.PathLike[str],
     datasets: Sequence[str] = ("mnist", "fashion-mnist"),
 ) -> Path:
-    """A data directory under ``dest`` whose dataset files are symlinks into ``source``.
+    """A data directory under ``dest`` whose dataset files are symlinks into ``source``: a root
+    holding ``<name>/`` folders, or a mapping of each name to its folder (what
+    :func:`find_real_data` returns).
 
     Verification writes a checksum cache beside the data, so tests point suites at such a
     directory rather than at a shared, read-only copy. Raises :class:`DataError` naming the
@@ -454,8 +458,15 @@ def linked_data_dir(
     """
     from vaebench.data.download import FILES
 
-    source, root = Path(source), Path(dest)
-    missing = [source / d / f for d in datasets for f in FILES.values()]
+    if isinstance(source, Mapping):
+        folders = {name: Path(source[name]) for name in datasets if name in source}
+        absent = [name for name in datasets if name not in source]
+        if absent:
+            raise DataError(f"no folder given for dataset(s) {', '.join(absent)}")
+    else:
+        folders = {name: Path(source) / name for name in datasets}
+    root = Path(dest)
+    missing = [folders[d] / f for d in datasets for f in FILES.values()]
     missing = [str(p) for p in missing if not p.is_file()]
     if missing:
         raise DataError(f"dataset files missing: {', '.join(missing)}")
@@ -464,8 +475,56 @@ def linked_data_dir(
         for fname in FILES.values():
             link = root / name / fname
             if not link.exists():
-                link.symlink_to((source / name / fname).resolve())
+                link.symlink_to((folders[name] / fname).resolve())
     return root
+
+
+def _shared_data_beside(near: Path) -> list[Path]:
+    """``shared/data`` folders beside ``near`` or a folder above it, nearest first: where a
+    checkout's sibling data folder sits (``../shared/data`` from the repository)."""
+    near = near.resolve()
+    folders = [p / "shared" / "data" for p in (near, *near.parents)]
+    return [folder for folder in folders if folder.is_dir()]
+
+
+def find_real_data(
+    datasets: Sequence[str] = ("mnist", "fashion-mnist"),
+    *,
+    near: str | os.PathLike[str] | None = None,
+    download: bool = True,
+) -> dict[str, Path]:
+    """Each dataset's folder of real files, for tests: found the way vaebench finds data, or
+    downloaded the way ``vaebench run`` downloads it.
+
+    Searched in order: ``VAEBENCH_DATA`` (else the user cache directory), a ``shared/data``
+    folder beside ``near`` (default: the working directory) or beside a folder above it, then
+    the system dataset folders (``/usr/share/datasets``). A dataset complete in none of them is
+    downloaded, checksummed, into the first (``download=False`` forbids it). Found nowhere and
+    not downloadable, :class:`DataError` says which variable to set.
+    """
+    from vaebench.data import locate
+    from vaebench.data.download import FILES
+
+    roots = locate.candidate_roots()
+    ordered = roots[:1] + _shared_data_beside(Path(near or os.getcwd())) + roots[1:]
+    found: dict[str, Path] = {}
+    for name in datasets:
+        complete = (r for r in ordered if all((r / name / f).is_file() for f in FILES.values()))
+        root = next(complete, None)
+        if root is None:
+            searched = ", ".join(str(r / name) for r in ordered)
+            hint = f"set {locate.DATA_ENV} to a folder holding {name}/ with its four IDX .gz files"
+            if not download:
+                raise DataError(f"No real {name} data for the tests in {searched}; {hint}.")
+            try:
+                root, _ = locate.find_dataset(name, download=True, progress=False)
+            except (DataError, ConfigError) as e:
+                raise DataError(
+                    f"No real {name} data for the tests in {searched}, and the download failed "
+                    f"({e}); {hint}."
+                ) from e
+        found[name] = root / name
+    return found
 
 
 CHECKS = (check_shapes, check_gradients, check_sampling, check_train_evaluate)
@@ -542,8 +601,12 @@ __all__ = [
     "check_shapes",
     "check_train_evaluate",
     "component_cases",
+    "every_installed_plugin",
+    "find_real_data",
     "host_with",
     "linked_data_dir",
+    "offline_data",
+    "real_data",
     "run_in_grid",
     "tiny_suite_data",
     "train_and_evaluate",
@@ -583,12 +646,12 @@ def every_installed_plugin() -> Iterator[None]:
 
 
 # A mirror nobody listens on: a download attempted inside :func:`offline_data` fails at once.
-CLOSED_MIRROR = "http://127.0.0.1:9/"
+CLOSED_MIRROR = "https://127.0.0.1:9/"
 
 
 @contextlib.contextmanager
 def offline_data(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | Mapping[str, str | os.PathLike[str]],
     dest: str | os.PathLike[str],
     datasets: Sequence[str] = ("mnist", "fashion-mnist"),
 ) -> Iterator[Path]:
@@ -598,3 +661,17 @@ def offline_data(
 
     with _environment(**{MIRRORS_ENV: CLOSED_MIRROR}):
         yield linked_data_dir(source, dest, datasets)
+
+
+@contextlib.contextmanager
+def real_data(
+    dest: str | os.PathLike[str],
+    datasets: Sequence[str] = ("mnist", "fashion-mnist"),
+    *,
+    near: str | os.PathLike[str] | None = None,
+) -> Iterator[Path]:
+    """:func:`offline_data` of what :func:`find_real_data` finds (or downloads first): a data
+    directory under ``dest`` for a test that reads the real MNIST-family files. Pass
+    ``near=__file__`` so a checkout's ``../shared/data`` is found wherever pytest runs."""
+    with offline_data(find_real_data(datasets, near=near), dest, datasets) as root:
+        yield root

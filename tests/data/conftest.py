@@ -1,11 +1,17 @@
-"""Fixtures: the shared real data, a local HTTP server serving it, and a hermetic environment."""
+"""Fixtures: the real data, a local HTTPS server serving it, and a hermetic environment.
+
+Downloads are HTTPS only, so the local server speaks TLS with a certificate from a certificate
+authority made for the test session (``trustme``), and ``SSL_CERT_FILE`` points the download
+code at that authority instead of the system's: the code under test runs unchanged, with
+certificate verification on.
+"""
 
 from __future__ import annotations
 
 import functools
 import http.server
-import os
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,43 +24,42 @@ from vaebench.data.download import FILES
 Serve = Callable[..., str]
 
 
-def _shared_data_dir() -> Path:
-    env = os.environ.get("VAEBENCH_TEST_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A certificate authority for this session, its certificate written to a PEM file."""
+    trustme = pytest.importorskip(
+        "trustme", reason="the download tests need trustme: pip install -e '.[test]'"
+    )
+    ca = trustme.CA()
+    pem = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(pem))
+    return ca, pem
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The read-only real MNIST-family files; never write into it (tests run as root in CI)."""
-    root = _shared_data_dir()
-    missing = [
-        str(root / ds / f) for ds in ("mnist", "fashion-mnist") for f in FILES.values()
-        if not (root / ds / f).is_file()
-    ]  # fmt: skip
-    if missing:
-        pytest.fail(
-            f"Real test data missing: {', '.join(missing)}. Set VAEBENCH_TEST_DATA to a folder "
-            f"holding mnist/ and fashion-mnist/ with the four IDX .gz files each.",
-            pytrace=False,
-        )
-    return root
+def shared_data(real_data_dir: Path) -> Path:
+    """The real MNIST-family files (read-only); see ``real_data_dir`` in tests/conftest.py."""
+    return real_data_dir
 
 
 @pytest.fixture(autouse=True)
-def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test may reach a real mirror, the user's cache or a system data directory."""
+def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, test_ca) -> None:  # type: ignore[no-untyped-def]
+    """No test may reach a real mirror, the user's cache or a system data directory; HTTPS
+    trusts the session's test authority only."""
     monkeypatch.setenv("VAEBENCH_MIRRORS", closed_port_url())
+    monkeypatch.setenv("SSL_CERT_FILE", str(test_ca[1]))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
     monkeypatch.delenv("VAEBENCH_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setattr(locate, "SYSTEM_ROOTS", ())
 
 
-def closed_port_url() -> str:
+def closed_port_url(scheme: str = "https") -> str:
     """A URL on a port nothing listens on (bound, then released)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
+    return f"{scheme}://127.0.0.1:{port}/"
 
 
 @pytest.fixture
@@ -64,7 +69,7 @@ def closed_url() -> str:
 
 @pytest.fixture
 def link(shared_data: Path) -> Callable[..., Path]:
-    """``link(dest_root, name, roles=())``: symlink shared files into a directory we may write.
+    """``link(dest_root, name, roles=())``: symlink real files into a directory we may write.
 
     Verification writes a sidecar beside the data, so tests never point it at the shared copy.
     """
@@ -99,19 +104,80 @@ class TruncatingHandler(QuietHandler):
         self.close_connection = True
 
 
-@pytest.fixture
-def serve() -> Iterator[Serve]:
-    """``serve(directory, truncate=False) -> base URL`` of a server on 127.0.0.1."""
-    servers: list[http.server.ThreadingHTTPServer] = []
+class EndlessHandler(QuietHandler):
+    """Sends bytes without a Content-Length until the client hangs up."""
 
-    def start(directory: Path, truncate: bool = False) -> str:
-        handler = TruncatingHandler if truncate else QuietHandler
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+        block = b"\0" * 65536
+        try:
+            while True:
+                self.wfile.write(block)
+        except OSError:
+            pass
+        self.close_connection = True
+
+
+def redirecting_handler(target: str) -> type[QuietHandler]:
+    """A handler answering every GET with a 302 to ``target`` + the requested path."""
+
+    class Redirect(QuietHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target + self.path.lstrip("/"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    return Redirect
+
+
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A client hanging up mid-body or refusing the certificate is what some tests do."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
+HANDLERS: dict[str, type[QuietHandler]] = {
+    "files": QuietHandler,
+    "truncate": TruncatingHandler,
+    "endless": EndlessHandler,
+}
+
+
+@pytest.fixture
+def serve(test_ca) -> Iterator[Serve]:  # type: ignore[no-untyped-def]
+    """``serve(directory, truncate=False, tls=True, mode="files", redirect=None) -> base URL``
+    of a server on 127.0.0.1: HTTPS with a certificate of the session's test authority, or
+    plain HTTP with ``tls=False``; ``mode`` picks a misbehaving handler; ``redirect`` answers
+    every request with a redirect to that base URL."""
+    servers: list[QuietServer] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    test_ca[0].issue_cert("127.0.0.1").configure_cert(context)
+
+    def start(
+        directory: Path,
+        truncate: bool = False,
+        tls: bool = True,
+        mode: str = "files",
+        redirect: str | None = None,
+    ) -> str:
+        handler = HANDLERS["truncate" if truncate else mode]
+        if redirect is not None:
+            handler = redirecting_handler(redirect)
         factory = functools.partial(handler, directory=str(directory))
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), factory)
-        server.daemon_threads = True
+        server = QuietServer(("127.0.0.1", 0), factory)
+        if tls:
+            # Each connection's handshake runs in its own thread, not in the accept loop.
+            server.socket = context.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/"
+        return f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}/"
 
     yield start
     for server in servers:

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from vaebench.data.download import (
     DATASETS,
     FILES,
     VERIFIED_FILE,
+    digests_uncompressed,
     download_file,
     ensure_dataset,
     md5_uncompressed,
@@ -23,21 +23,25 @@ from vaebench.errors import ConfigError, DataError
 
 LABELS = "t10k-labels-idx1-ubyte.gz"
 LABELS_MD5 = DATASETS["mnist"].md5["test_labels"]
+LABELS_SHA256 = DATASETS["mnist"].sha256["test_labels"]
 
 
 def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
 
 
-def test_table_matches_shared_readme(shared_data: Path) -> None:
-    readme = (shared_data / "README.md").read_text()
-    row = r"^\| ([\w-]+)/([\w.-]+) \| \w{32} \| (\w{32}) \|"
-    rows = re.findall(row, readme, re.MULTILINE)
-    assert len(rows) == 8
-    for name, fname, md5 in rows:
-        role = next(r for r, f in FILES.items() if f == fname)
-        assert DATASETS[name].md5[role] == md5
-        assert md5_uncompressed(shared_data / name / fname) == md5
+def test_table_matches_the_real_files(shared_data: Path) -> None:
+    # md5s are the official lists'; the SHA-256s were computed from the same uncompressed bytes.
+    for name, spec in DATASETS.items():
+        assert set(spec.md5) == set(spec.sha256) == set(FILES)
+        for role, fname in FILES.items():
+            found = digests_uncompressed(shared_data / name / fname)
+            assert found == {"md5": spec.md5[role], "sha256": spec.sha256[role]}, fname
+
+
+def test_default_mirrors_are_https() -> None:
+    for spec in DATASETS.values():
+        assert spec.mirrors and all(m.startswith("https://") for m in spec.mirrors)
 
 
 def test_download_file(tmp_path: Path, mnist_url: str) -> None:
@@ -145,11 +149,11 @@ def test_sidecar_makes_repeat_checks_cheap(
     def fail(path: object) -> str:
         raise AssertionError(f"re-hashed {path}")
 
-    monkeypatch.setattr(download, "_md5_memo", {})
-    monkeypatch.setattr(download, "md5_uncompressed", fail)
+    monkeypatch.setattr(download, "_digest_memo", {})
+    monkeypatch.setattr(download, "digests_uncompressed", fail)
     ensure_dataset("mnist", tmp_path, progress=False)
     # A file replaced after verification (new size and mtime) is checked again.
-    monkeypatch.setattr(download, "md5_uncompressed", md5_uncompressed)
+    monkeypatch.setattr(download, "digests_uncompressed", digests_uncompressed)
     (directory / LABELS).unlink()
     shutil.copyfile(shared_data / "fashion-mnist" / LABELS, directory / LABELS)
     with pytest.raises(DataError, match="wrong checksum"):
@@ -180,8 +184,8 @@ def test_unknown_dataset(tmp_path: Path) -> None:
 def test_resolve_mirrors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VAEBENCH_MIRRORS")
     assert resolve_mirrors("mnist") == ["https://ossci-datasets.s3.amazonaws.com/mnist/"]
-    monkeypatch.setenv("VAEBENCH_MIRRORS", "http://a/x, http://b/{name}/ ,")
-    assert resolve_mirrors("fashion-mnist") == ["http://a/x/", "http://b/fashion-mnist/"]
-    assert resolve_mirrors("mnist", ["http://c"]) == ["http://c/"]
+    monkeypatch.setenv("VAEBENCH_MIRRORS", "https://a/x, HTTPS://b/{name}/ ,")
+    assert resolve_mirrors("fashion-mnist") == ["https://a/x/", "HTTPS://b/fashion-mnist/"]
+    assert resolve_mirrors("mnist", ["https://c"]) == ["https://c/"]
     with pytest.raises(ConfigError):
         resolve_mirrors("mnist", [" "])

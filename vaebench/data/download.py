@@ -1,13 +1,22 @@
-"""Checksummed downloads of the MNIST-family files.
+"""Checksummed downloads of the MNIST-family files, over HTTPS only.
 
-Checksums are md5 of the *uncompressed* IDX bytes, so a mirror that recompresses the ``.gz``
-still verifies. A file only ever appears under its final name after it passed the check: it is
-streamed into a hidden ``.part`` file beside it, fsynced, verified, then renamed atomically.
+Checksums are of the *uncompressed* IDX bytes (SHA-256, and md5 as the official lists give
+it), so a mirror that recompresses the ``.gz`` still verifies. A file only ever appears under
+its final name after it passed the check: it is streamed into a hidden ``.part`` file beside
+it, fsynced, verified, then renamed atomically. A download is refused unless its URL and every
+redirect are HTTPS, and stops at :data:`MAX_DOWNLOAD_BYTES` (the largest file is 26 MB).
+Certificates are verified against the system's store; ``SSL_CERT_FILE`` points Python at
+another one (an intranet mirror's CA, or a test's own).
 
 Mirrors: the ``mirrors`` argument, else ``VAEBENCH_MIRRORS`` (comma-separated base URLs), else
 the dataset's defaults, tried in order. Each file's name is appended to the base URL; the
 dataset name is not (write ``{name}`` in a base URL to have it substituted), e.g.
-``VAEBENCH_MIRRORS=http://intranet/mnist/,https://ossci-datasets.s3.amazonaws.com/mnist/``.
+``VAEBENCH_MIRRORS=https://intranet/mnist/,https://ossci-datasets.s3.amazonaws.com/mnist/``.
+
+Files already present are verified once and remembered in ``.verified.json`` beside them; an
+entry vouches for a file only while its size, modification and change times and inode are
+those seen when it was hashed, and only if it was hashed well after its last modification
+(a file written in the same clock tick as the hash could change without its times moving).
 """
 
 from __future__ import annotations
@@ -20,26 +29,33 @@ import json
 import os
 import stat
 import tempfile
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from tqdm import tqdm
 
-from vaebench.errors import ConfigError, DataError
 from vaebench.atomic import plain_file_mode
+from vaebench.errors import ConfigError, DataError
 
 GZIP_MAGIC = b"\x1f\x8b"
 MIRRORS_ENV = "VAEBENCH_MIRRORS"
 VERIFIED_FILE = ".verified.json"
 TIMEOUT_S = 30.0
+# Per file: the largest MNIST-family file is 26 MB; a mirror sending more is not sending it.
+MAX_DOWNLOAD_BYTES = 64 << 20
+# A cache entry is trusted only for a file last modified this long before it was hashed.
+RACY_NS = 2_000_000_000
+DIGESTS = ("md5", "sha256")
 _CHUNK = 1 << 20
 
-# Role -> file name; the roles are the keys of every path/md5 dict this package returns.
+# Role -> file name; the roles are the keys of every path/digest dict this package returns.
 FILES: dict[str, str] = {
     "train_images": "train-images-idx3-ubyte.gz",
     "train_labels": "train-labels-idx1-ubyte.gz",
@@ -50,11 +66,21 @@ FILES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A downloadable dataset: md5 of each file's uncompressed content, keyed by role."""
+    """A downloadable dataset: md5 and SHA-256 of each file's uncompressed content, keyed by
+    role (either table may be empty; a role needs at least one), and its HTTPS mirrors."""
 
     name: str
     md5: dict[str, str]
     mirrors: tuple[str, ...]
+    sha256: dict[str, str] = field(default_factory=dict)
+
+    def expected(self, role: str) -> dict[str, str]:
+        """The digests a file of ``role`` must have, by algorithm."""
+        found = {"md5": self.md5.get(role), "sha256": self.sha256.get(role)}
+        digests = {algo: value for algo, value in found.items() if value}
+        if not digests:
+            raise ConfigError(f"dataset {self.name!r} gives no checksum for {role!r}")
+        return digests
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -67,6 +93,12 @@ DATASETS: dict[str, DatasetSpec] = {
             "test_labels": "27ae3e4e09519cfbb04c329615203637",
         },
         ("https://ossci-datasets.s3.amazonaws.com/mnist/",),
+        {
+            "train_images": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "train_labels": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "test_images": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "test_labels": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        },
     ),
     "fashion-mnist": DatasetSpec(
         "fashion-mnist",
@@ -76,12 +108,23 @@ DATASETS: dict[str, DatasetSpec] = {
             "test_images": "8181f5470baa50b63fa0f6fddb340f0a",
             "test_labels": "15d484375f8d13e6eb1aabb0c3f46965",
         },
-        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        # The project's S3 bucket through its HTTPS (REST) endpoint (the website endpoint the
+        # project's README links is plain HTTP only), then the copy in its GitHub repository.
+        (
+            "https://fashion-mnist.s3.eu-central-1.amazonaws.com/",
+            "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        ),
+        {
+            "train_images": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "train_labels": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "test_images": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "test_labels": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        },
     ),
 }
 
-# (resolved path, size, mtime_ns) -> md5, so a read-only directory is hashed once per process.
-_md5_memo: dict[tuple[str, int, int], str] = {}
+# stat identity -> digests, so a read-only directory (no cache file) is hashed once per process.
+_digest_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
 
 
 class _FetchError(Exception):
@@ -95,6 +138,15 @@ def dataset_spec(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
+def require_https(url: str) -> None:
+    """Raise ConfigError unless ``url`` is an ``https://`` URL."""
+    if urllib.parse.urlsplit(url).scheme.lower() != "https":
+        raise ConfigError(
+            f"{url} is not an HTTPS URL; vaebench downloads over HTTPS only: give an https:// "
+            f"mirror (in {MIRRORS_ENV} or the mirrors argument), or place the file yourself."
+        )
+
+
 def resolve_mirrors(name: str, mirrors: Sequence[str] | None = None) -> list[str]:
     """Base URLs to try for ``name``: the argument, else VAEBENCH_MIRRORS, else the defaults."""
     if mirrors is None:
@@ -103,6 +155,8 @@ def resolve_mirrors(name: str, mirrors: Sequence[str] | None = None) -> list[str
     bases = [m.strip().replace("{name}", name) for m in mirrors if m.strip()]
     if not bases:
         raise ConfigError(f"No mirrors given for {name}; pass at least one base URL.")
+    for base in bases:
+        require_https(base)
     return [b if b.endswith("/") else b + "/" for b in bases]
 
 
@@ -113,22 +167,49 @@ def open_uncompressed(path: str | os.PathLike[str]) -> BinaryIO:
     return gzip.open(path, "rb") if compressed else open(path, "rb")
 
 
-def md5_uncompressed(path: str | os.PathLike[str]) -> str:
-    """md5 of the file's content after gzip decompression (if it is gzip)."""
-    digest = hashlib.md5()
+def digests_uncompressed(path: str | os.PathLike[str]) -> dict[str, str]:
+    """md5 and SHA-256 of the file's content after gzip decompression (if it is gzip), in one
+    pass."""
+    hashes = {algo: hashlib.new(algo) for algo in DIGESTS}
     with open_uncompressed(path) as f:
         while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+            for h in hashes.values():
+                h.update(chunk)
+    return {algo: h.hexdigest() for algo, h in hashes.items()}
+
+
+def md5_uncompressed(path: str | os.PathLike[str]) -> str:
+    """md5 of the file's content after gzip decompression (if it is gzip)."""
+    return digests_uncompressed(path)["md5"]
+
+
+def sha256_uncompressed(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of the file's content after gzip decompression (if it is gzip)."""
+    return digests_uncompressed(path)["sha256"]
 
 
 def download_file(
-    url: str, dest: str | os.PathLike[str], md5_uncompressed: str, progress: bool = True
+    url: str,
+    dest: str | os.PathLike[str],
+    md5_uncompressed: str | None = None,
+    progress: bool = True,
+    *,
+    sha256: str | None = None,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
 ) -> Path:
-    """Download ``url`` to ``dest``; it appears there only if its checksum is right."""
+    """Download ``url`` (HTTPS) to ``dest``; it appears there only if its checksums are right.
+
+    Give the md5, the SHA-256 or both of the uncompressed content; at most ``max_bytes`` are
+    received.
+    """
     dest = Path(dest)
+    expected = {"md5": md5_uncompressed, "sha256": sha256}
+    expected = {algo: value for algo, value in expected.items() if value}
+    if not expected:
+        raise ConfigError(f"download_file({url!r}): give md5_uncompressed, sha256 or both.")
+    require_https(url)
     try:
-        _fetch(url, dest, md5_uncompressed, progress)
+        _fetch(url, dest, expected, progress, max_bytes)
     except _FetchError as e:
         raise DataError(
             f"Could not download {url} to {dest}: {e}; check the URL, set {MIRRORS_ENV} to a "
@@ -137,8 +218,11 @@ def download_file(
     return dest
 
 
-def _fetch(url: str, dest: Path, expected_md5: str, progress: bool) -> None:
-    """Raise _FetchError for what another mirror might fix, DataError for a local problem."""
+def _fetch(
+    url: str, dest: Path, expected: Mapping[str, str], progress: bool, max_bytes: int
+) -> dict[str, Any]:
+    """Raise _FetchError for what another mirror might fix, DataError for a local problem.
+    Returns the digests of what was stored (with ``verified_ns``, when they were taken)."""
     part: Path | None = None
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -146,10 +230,10 @@ def _fetch(url: str, dest: Path, expected_md5: str, progress: bool) -> None:
             delete=False, dir=dest.parent, prefix="." + dest.name, suffix=".part"
         ) as tmp:
             part = Path(tmp.name)
-            _stream(url, tmp, dest.name, progress)
+            _stream(url, tmp, dest.name, progress, max_bytes)
             tmp.flush()
             os.fsync(tmp.fileno())
-        _check_md5(part, expected_md5)
+        found = _check_digests(part, expected)
         os.chmod(part, plain_file_mode())  # the temporary file's 0600 would hide it from others
         os.replace(part, dest)
         part = None
@@ -163,23 +247,45 @@ def _fetch(url: str, dest: Path, expected_md5: str, progress: bool) -> None:
             with contextlib.suppress(OSError):
                 part.unlink()
     _fsync_dir(dest.parent)
+    return found
 
 
-def _check_md5(path: Path, expected: str) -> None:
+def _mismatch(found: Mapping[str, str], expected: Mapping[str, str]) -> str | None:
+    """A short description of the first digest that differs, or None."""
+    for algo, value in expected.items():
+        if found.get(algo) != value:
+            return f"{algo} of uncompressed content {found.get(algo)}, expected {value}"
+    return None
+
+
+def _check_digests(path: Path, expected: Mapping[str, str]) -> dict[str, Any]:
     try:
-        found = md5_uncompressed(path)
+        found = _hash(path)
     except (EOFError, zlib.error, OSError) as e:
         raise _FetchError(f"the file received is not valid gzip data ({e})") from e
-    if found != expected:
-        raise _FetchError(
-            f"checksum mismatch (md5 of uncompressed content {found}, expected {expected})"
-        )
+    wrong = _mismatch(found, expected)
+    if wrong:
+        raise _FetchError(f"checksum mismatch ({wrong})")
+    return found
 
 
-def _stream(url: str, out: BinaryIO, label: str, progress: bool) -> None:
+class _HttpsRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to HTTPS URLs: a mirror must not downgrade the transport."""
+
+    def redirect_request(  # type: ignore[no-untyped-def]
+        self, req, fp, code, msg, headers, newurl
+    ):
+        if urllib.parse.urlsplit(newurl).scheme.lower() != "https":
+            raise _FetchError(f"redirected to {newurl}, which is not HTTPS")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _stream(url: str, out: BinaryIO, label: str, progress: bool, max_bytes: int) -> None:
     """Copy the response into ``out``; network failures become _FetchError, write errors don't."""
     try:
-        resp = urllib.request.urlopen(url, timeout=TIMEOUT_S)
+        # A new opener per download: Python 3.12+ fixes an HTTPS handler's certificate store
+        # when the handler is made, and SSL_CERT_FILE may have changed since.
+        resp = urllib.request.build_opener(_HttpsRedirects).open(url, timeout=TIMEOUT_S)
     except urllib.error.HTTPError as e:
         raise _FetchError(f"HTTP {e.code} {e.reason}") from e
     except urllib.error.URLError as e:
@@ -188,6 +294,9 @@ def _stream(url: str, out: BinaryIO, label: str, progress: bool) -> None:
         raise _FetchError(f"connection failed ({type(e).__name__}: {e})") from e
     length = resp.headers.get("Content-Length")
     total = int(length) if length and length.isdigit() else None
+    if total is not None and total > max_bytes:
+        resp.close()
+        raise _FetchError(f"the server announces {total} bytes, over the {max_bytes}-byte cap")
     received = 0
     bar = tqdm(
         total=total,
@@ -208,8 +317,10 @@ def _stream(url: str, out: BinaryIO, label: str, progress: bool) -> None:
                 raise _FetchError(f"connection failed ({type(e).__name__}: {e})") from e
             if not chunk:
                 break
-            out.write(chunk)
             received += len(chunk)
+            if received > max_bytes:
+                raise _FetchError(f"the server sent more than the {max_bytes}-byte cap")
+            out.write(chunk)
             bar.update(len(chunk))
     # http.client returns b"" on an early close instead of raising, so count the bytes.
     if total is not None and received != total:
@@ -256,7 +367,7 @@ def ensure_dataset(
     missing = [role for role, p in paths.items() if not p.is_file()]
     for role, path in paths.items():
         if role not in missing:
-            changed |= _verify(path, spec.md5[role], cache)
+            changed |= _verify(path, spec.expected(role), cache)
     if missing and not download:
         names = ", ".join(FILES[r] for r in missing)
         raise DataError(
@@ -264,8 +375,8 @@ def ensure_dataset(
             f"files there (or point --data-dir / VAEBENCH_DATA at a directory holding them)."
         )
     for role in missing:
-        _download_any(name, paths[role], spec.md5[role], mirrors, progress)
-        _remember(paths[role], spec.md5[role], cache)
+        found = _download_any(name, paths[role], spec.expected(role), mirrors, progress)
+        _remember(paths[role], found, cache)
         changed = True
     if changed:
         _write_cache(directory, cache)
@@ -273,57 +384,93 @@ def ensure_dataset(
 
 
 def _download_any(
-    name: str, dest: Path, md5: str, mirrors: Sequence[str] | None, progress: bool
-) -> None:
+    name: str,
+    dest: Path,
+    expected: Mapping[str, str],
+    mirrors: Sequence[str] | None,
+    progress: bool,
+) -> dict[str, Any]:
     failures = []
     for base in resolve_mirrors(name, mirrors):
         url = base + dest.name
         try:
-            _fetch(url, dest, md5, progress)
-            return
+            return _fetch(url, dest, expected, progress, MAX_DOWNLOAD_BYTES)
         except _FetchError as e:
             failures.append(f"{url} ({e})")
     raise DataError(
         f"Could not download {dest.name} for {name}; tried {'; '.join(failures)}. Set "
-        f"{MIRRORS_ENV} to comma-separated base URLs the file name is appended to, or place "
-        f"the file at {dest} yourself."
+        f"{MIRRORS_ENV} to comma-separated https:// base URLs the file name is appended to, or "
+        f"place the file at {dest} yourself."
     )
 
 
-def _stat_key(path: Path) -> tuple[str, int, int]:
+def _stat_key(path: Path) -> dict[str, Any]:
+    """What identifies a file's content without reading it: a rewrite moves ctime even when
+    size and mtime are put back, and a replacement gets another inode."""
     st = path.stat()
-    return str(path.resolve()), st.st_size, st.st_mtime_ns
+    return {
+        "path": str(path.resolve()),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "ino": st.st_ino,
+        "dev": st.st_dev,
+    }
 
 
-def _verify(path: Path, expected: str, cache: dict) -> bool:
-    """Raise DataError on a bad checksum; return True when the sidecar cache gained an entry."""
-    key = _stat_key(path)
-    entry = cache.get(path.name)
-    if entry == {"size": key[1], "mtime_ns": key[2], "md5": expected}:
+def _memo_key(key: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(key[k] for k in ("path", "size", "mtime_ns", "ctime_ns", "ino", "dev"))
+
+
+def _vouches(entry: object, key: Mapping[str, Any], expected: Mapping[str, str]) -> bool:
+    """Whether a cache entry still stands for the file: same identity, hashed well after the
+    file's last change, with the expected digests."""
+    if not isinstance(entry, dict):
         return False
-    if key not in _md5_memo:
+    same = all(entry.get(k) == key[k] for k in ("size", "mtime_ns", "ctime_ns", "ino"))
+    verified = entry.get("verified_ns")
+    settled = isinstance(verified, int) and max(key["mtime_ns"], key["ctime_ns"]) < (
+        verified - RACY_NS
+    )
+    return same and settled and _mismatch(entry, expected) is None
+
+
+def _verify(path: Path, expected: Mapping[str, str], cache: dict) -> bool:
+    """Raise DataError on a bad checksum; return True when the sidecar cache changed."""
+    key = _stat_key(path)
+    if _vouches(cache.get(path.name), key, expected):
+        return False
+    found = _digest_memo.get(_memo_key(key))
+    if found is None:
         try:
-            _md5_memo[key] = md5_uncompressed(path)
+            found = _hash(path)
         except (EOFError, zlib.error, OSError) as e:
             raise DataError(
                 f"Data file {path} is truncated or not valid gzip ({e}); delete it and rerun to "
                 f"download it again, or point --data-dir / VAEBENCH_DATA at a good copy."
             ) from e
-    found = _md5_memo[key]
-    if found != expected:
+    wrong = _mismatch(found, expected)
+    if wrong:
         raise DataError(
-            f"Data file {path} has the wrong checksum (md5 of uncompressed content: expected "
-            f"{expected}, found {found}); delete it and rerun to download it again, or point "
-            f"--data-dir / VAEBENCH_DATA at a good copy."
+            f"Data file {path} has the wrong checksum ({wrong}); delete it and rerun to "
+            f"download it again, or point --data-dir / VAEBENCH_DATA at a good copy."
         )
-    _remember(path, expected, cache)
+    _remember(path, found, cache)
     return True
 
 
-def _remember(path: Path, md5: str, cache: dict) -> None:
+def _hash(path: Path) -> dict[str, str]:
+    """The file's digests and ``verified_ns``: when hashing began, so a change during the
+    hash is later than it."""
+    began = time.time_ns()
+    return {**digests_uncompressed(path), "verified_ns": began}  # type: ignore[dict-item]
+
+
+def _remember(path: Path, found: Mapping[str, Any], cache: dict) -> None:
     key = _stat_key(path)
-    _md5_memo[key] = md5
-    cache[path.name] = {"size": key[1], "mtime_ns": key[2], "md5": md5}
+    _digest_memo[_memo_key(key)] = dict(found)
+    entry = {k: key[k] for k in ("size", "mtime_ns", "ctime_ns", "ino")}
+    cache[path.name] = {**entry, **found}
 
 
 def _read_cache(directory: Path) -> dict:
@@ -344,6 +491,7 @@ def _write_cache(directory: Path, cache: dict) -> None:
             "w", delete=False, dir=directory, prefix=VERIFIED_FILE, suffix=".part"
         ) as tmp:
             json.dump(cache, tmp, indent=1, sort_keys=True)
+        os.chmod(tmp.name, plain_file_mode())  # like the data files, not the temporary's 0600
         os.replace(tmp.name, directory / VERIFIED_FILE)
     except OSError:
         if tmp is not None:

@@ -5,7 +5,6 @@ suite's grid."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from vaebench.testing import (
     check_shapes,
     check_train_evaluate,
     every_installed_plugin,
-    offline_data,
+    real_data,
     run_in_grid,
 )
 
@@ -51,9 +50,8 @@ def default_host() -> Iterator[None]:
 
 @pytest.fixture
 def mnist_dir(tmp_path: Path) -> Iterator[Path]:
-    """The shared MNIST files, linked into a directory the loader may write its cache into."""
-    shared = Path(os.environ.get("VAEBENCH_TEST_DATA") or Path(__file__).parents[4] / "shared/data")
-    with offline_data(shared, tmp_path / "data") as root:
+    """The real MNIST files, linked into a directory the loader may write its cache into."""
+    with real_data(tmp_path / "data", near=__file__) as root:
         yield root
 
 
