@@ -16,11 +16,14 @@ is worse by more than the tolerance:
 
 A combination whose runs all failed now but succeeded in the baseline also counts as a
 regression. Metrics without a direction are shown but never flagged. Only comparable results
-are compared (same suite version, profile, budget and eval settings); groups that differ are
-reported, and when nothing is comparable the comparison is an input error.
+are compared (same suite version, profile, budget, eval settings and random-stream scheme);
+groups that differ are reported, and when nothing is comparable the comparison is an input
+error.
 
-Exit codes (:func:`exit_code`): 0 no regression, 1 at least one regression, 2 a usage or input
-error (a :class:`~vaebench.errors.VaebenchError`, which the CLI turns into exit 2).
+Exit codes (:func:`exit_code`): 0 no regression, 1 at least one regression, 2 no verdict: a
+usage or input error (a :class:`~vaebench.errors.VaebenchError`, which the CLI turns into
+exit 2), or an unexpected error, which ``vaebench compare`` reports with its traceback and
+also exits 2 with, so that 1 always means a regression.
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ def _groups(stats: pd.DataFrame, suite: str) -> dict[str, pd.DataFrame]:
 def _fields(group: pd.DataFrame) -> dict[str, str]:
     first = group.iloc[0]
     budget, eval_ = json.loads(first["budget_json"]), json.loads(first["eval_json"])
-    return tables.group_fields(first["version"], first["profile"], budget, eval_)
+    return tables.group_fields(first["version"], first["profile"], budget, eval_, first["seeding"])
 
 
 def _mismatch(suite: str, only_base: list[pd.DataFrame], only_cur: list[pd.DataFrame]) -> str:

@@ -72,3 +72,29 @@ def emit(text: str, output: str | None) -> None:
     except OSError as exc:
         raise ConfigError(f"cannot write {output!r}: {exc}") from exc
     warn([f"wrote {output}"])
+
+
+SECTION_CHOICES = ("likelihood", "collapse", "ood", "other", "all")
+
+
+def add_section_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--section",
+        action="append",
+        choices=SECTION_CHOICES,
+        metavar="S",
+        help="print the tables of a section as `vaebench run` and the report draw them, from "
+        f"what each metric declares: {', '.join(SECTION_CHOICES)} (repeatable; not with "
+        "--metric or --rank-by)",
+    )
+
+
+def sections_asked(args: argparse.Namespace) -> list[str] | None:
+    """The sections of ``--section`` (None: not asked; every section for ``all``)."""
+    if not args.section:
+        return None
+    if args.metrics or args.rank_by:
+        raise ConfigError("--section draws its own metrics; give --section or --metric/--rank-by")
+    if "all" in args.section:
+        return list(SECTION_CHOICES[:-1])
+    return list(dict.fromkeys(args.section))

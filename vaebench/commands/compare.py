@@ -1,11 +1,14 @@
 """``vaebench compare``: flag regressions of current results against a baseline.
 
-Exit status: 0 no regression, 1 a regression, 2 bad input (see :mod:`vaebench.compare`).
+Exit status: 0 no regression, 1 a regression, 2 no verdict (bad input or an unexpected error;
+see :mod:`vaebench.compare`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import traceback
 from typing import Any
 
 from vaebench.commands._shared import (
@@ -15,6 +18,7 @@ from vaebench.commands._shared import (
     metric_list,
     report_skipped,
 )
+from vaebench.errors import VaebenchError
 
 
 def add_parser(subparsers: Any) -> None:
@@ -46,6 +50,24 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vaebench.compare import EXIT_USAGE
+
+    try:
+        return _compare(args)
+    except VaebenchError:
+        raise
+    except Exception:
+        # 1 is the gate's "regression": a crash must not read as one in CI.
+        traceback.print_exc()
+        print(
+            f"vaebench: error: compare failed unexpectedly (a bug: please report the traceback "
+            f"above); exit {EXIT_USAGE}, no verdict",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+
+def _compare(args: argparse.Namespace) -> int:
     from vaebench import tables
     from vaebench.compare import Tolerance, compare, exit_code, format_comparison
 

@@ -14,13 +14,15 @@ from vaebench.commands._shared import (
     add_input_args,
     add_metric_arg,
     add_results_args,
+    add_section_arg,
     emit,
     metric_list,
     report_skipped,
+    sections_asked,
     warn,
 )
-
-FORMATS = ("csv", "md", "latex", "json", "html")
+from vaebench.errors import ConfigError
+from vaebench.formats import FORMATS, format_for
 
 
 def add_parser(subparsers: Any) -> None:
@@ -44,6 +46,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--rank-by", metavar="M", help="the metric rows are ordered by (default: iw_nll)"
     )
+    add_section_arg(parser)
     add_input_args(parser)
     parser.set_defaults(func=run)
 
@@ -55,8 +58,14 @@ def run(args: argparse.Namespace) -> int:
     report_skipped(problems)
     records, conflicts = tables.merge_records(records)
     warn(conflicts)
-    fmt = tables.format_for(args.output, args.format, "csv")
+    fmt = format_for(args.output, args.format, "csv")
     metrics = metric_list(args.metrics)
+    sections = sections_asked(args)
+    if sections is not None:
+        if args.per_seed:
+            raise ConfigError("--section tables are aggregated over seeds; drop --per-seed")
+        emit(tables.render_sections(records, fmt, args.decimals, sections), args.output)
+        return 0
     if args.per_seed:
         frame = tables.records_frame(records)
         if metrics:

@@ -9,13 +9,14 @@ from vaebench.commands._shared import (
     add_input_args,
     add_metric_arg,
     add_results_args,
+    add_section_arg,
     emit,
     metric_list,
     report_skipped,
+    sections_asked,
     warn,
 )
-
-FORMATS = ("md", "latex", "csv", "json", "html")
+from vaebench.formats import FORMATS, format_for
 
 
 def add_parser(subparsers: Any) -> None:
@@ -40,6 +41,7 @@ def add_parser(subparsers: Any) -> None:
         help="output format (default: from the -o suffix, else md)",
     )
     parser.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
+    add_section_arg(parser)
     add_input_args(parser)
     parser.set_defaults(func=run)
 
@@ -51,8 +53,12 @@ def run(args: argparse.Namespace) -> int:
     report_skipped(problems)
     records, conflicts = tables.merge_records(records)
     warn(conflicts)
+    fmt = format_for(args.output, args.format, "md")
+    sections = sections_asked(args)
+    if sections is not None:
+        emit(tables.render_sections(records, fmt, args.decimals, sections), args.output)
+        return 0
     metrics = metric_list(args.metrics) or tables.default_metrics(records)
     boards = tables.leaderboard(records, metrics, args.rank_by)
-    fmt = tables.format_for(args.output, args.format, "md")
     emit(tables.render(boards, fmt, args.decimals), args.output)
     return 0

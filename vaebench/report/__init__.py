@@ -24,8 +24,6 @@ from vaebench.report import figdata, html
 from vaebench.report.html import EmbeddedFigure
 from vaebench.results import atomic_write_bytes, load_records
 
-MAIN_METRICS = ("iw_nll", "neg_elbo", "recon", "kl", "iw_gap")
-COLLAPSE_METRICS = ("collapse/active_units", "collapse/kl", "collapse/mi")
 INSTALL_HINT = "pip install 'vaebench[report]'"
 
 
@@ -106,17 +104,14 @@ def write_report(
 
 
 def _write(path: Path, data: bytes) -> None:
+    # Files to share: an atomic write gives them the permissions a plain open() would.
     atomic_write_bytes(path, data)
-    # Files to share: readable by others as far as the umask allows, like open() would make
-    # them (the atomic write's temporary file is private).
-    umask = os.umask(0)
-    os.umask(umask)
-    path.chmod(0o666 & ~umask)
 
 
 def _group_key(record: Mapping[str, Any]) -> list[Any]:
     group = tables.comparability_group(record)
-    return [group["suite"], group["version"], group["profile"], group["budget"], group["eval"]]
+    return [group["suite"], group["version"], group["profile"], group["budget"], group["eval"],
+            group.get("seeding", "")]  # fmt: skip
 
 
 def _intro(
@@ -275,52 +270,28 @@ def _grids(records: list[dict[str, Any]], section: _Section) -> list[str]:
 
 
 def _tables(records: list[dict[str, Any]], section: _Section) -> str:
+    """The group's tables, section by section as the metrics declare them (the same tables
+    ``vaebench run`` prints)."""
     ok = [r for r in records if r.get("status") == "ok"]
     if not ok:
         return section.missing(["every run of this group failed; see Runs"], "leaderboard")
-    names = tables.metric_names(ok)
-    main = [m for m in MAIN_METRICS if m in names]
-    collapse = [m for m in COLLAPSE_METRICS if m in names]
-    auroc = [m for m in names if m.startswith("ood/") and m.endswith("/auroc")]
-    scores = list(dict.fromkeys(m.split("/")[1] for m in auroc))
-    rest = [m for m in names if m not in main + collapse and not m.startswith("ood/")]
+    drawn = tables.section_tables(ok)
     parts = []
-    for heading, metrics in (
-        ("Likelihood (test split)", main),
-        ("Posterior collapse", collapse),
-        *(
-            (f"OOD detection: AUROC of score {s}", [m for m in auroc if m.split("/")[1] == s])
-            for s in scores
-        ),
-        ("Other metrics", rest),
-    ):
-        if not metrics:
-            continue
-        parts.append(html.heading(4, heading))
+    for table in drawn:
+        parts.append(html.heading(4, table.title))
         try:
-            boards = tables.leaderboard(records, metrics, _rank_by(ok, metrics))
+            boards = table.boards(records)
         except ConfigError as exc:  # no metric with a direction to rank by
             parts.append(section.missing([str(exc)], "table"))
             continue
-        # tables names each table after its group; several share a group here, so the id
-        # takes the table's heading too (ids must be unique in a page).
-        table = tables.to_html(boards)
-        parts.append(table.replace('<table id="', f'<table id="{slug(heading)}-', 1))
-    if not collapse:
+        # Several tables share a group here: the id starts with the table's own key.
+        parts.append(tables.to_html(boards, id_prefix=f"{slug(table.key)}-"))
+    shown = {t.section for t in drawn}
+    if tables.sections.COLLAPSE not in shown:
         parts.append(section.missing(["no collapse metrics recorded"], "collapse table"))
-    if not auroc:
-        parts.append(section.missing(["no OOD AUROC recorded"], "OOD table"))
+    if tables.sections.OOD not in shown:
+        parts.append(section.missing(["no OOD metrics recorded"], "OOD table"))
     return "\n".join(parts)
-
-
-def _rank_by(records: list[dict[str, Any]], metrics: list[str]) -> str | None:
-    infos = tables.metric_info(records)
-    if tables.PREFERRED_RANK in metrics:
-        return tables.PREFERRED_RANK
-    directed = [m for m in metrics if infos[m].higher_is_better is not None]
-    if directed:
-        return directed[0]
-    return next((m for m, i in infos.items() if i.higher_is_better is not None), None)
 
 
 def _runs(records: list[dict[str, Any]]) -> str:

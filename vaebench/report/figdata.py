@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from vaebench.tables import combination_label
+from vaebench.results import RecordError, artifact_file
+from vaebench.tables import record_label
 
 TEST_SPLIT = "test"
 ROC_GRID = np.linspace(0.0, 1.0, 201)
@@ -44,7 +45,7 @@ class Missing:
 
 
 def label_of(record: Mapping[str, Any]) -> str:
-    return combination_label(record["combination"])
+    return record_label(record)
 
 
 def by_combination(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -72,22 +73,13 @@ def _ok(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [r for r in runs if r.get("status") == "ok"]
 
 
-def results_root(record: Mapping[str, Any]) -> Path | None:
-    """The results directory a loaded record came from (``<root>/records/<stem>.json``)."""
-    path = record.get("_path")
-    if not path or not str(path).endswith(".json"):
-        return None
-    return Path(path).resolve().parent.parent
-
-
 def artifact_path(record: Mapping[str, Any], name: str) -> Path | None:
-    """The file of artifact ``name`` of a record, if the record names one and it exists."""
-    relative = (record.get("artifacts") or {}).get(name)
-    root = results_root(record)
-    if not relative or root is None:
-        return None
-    path = root / relative
-    return path if path.is_file() else None
+    """The file of artifact ``name`` of a record, if the record names one; ValueError when it
+    is missing or outside the results directory (:func:`vaebench.results.artifact_file`)."""
+    try:
+        return artifact_file(record, name)
+    except RecordError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 # ---------------------------------------------------------------- learning curves
@@ -281,10 +273,12 @@ def vertical_average(points: Sequence[RocPoints], grid: np.ndarray = ROC_GRID) -
 
 def load_scores(record: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The per-example scores of a record (``"<split>/<score>"`` arrays); ValueError if none."""
-    path = artifact_path(record, "scores")
+    try:
+        path = artifact_path(record, "scores")
+    except ValueError as exc:
+        raise ValueError(f"scores file {exc}") from exc
     if path is None:
-        named = (record.get("artifacts") or {}).get("scores")
-        raise ValueError(f"scores file {named} not found" if named else "no per-example scores")
+        raise ValueError("no per-example scores")
     try:
         data = np.load(path, allow_pickle=False)
         if not isinstance(data, np.lib.npyio.NpzFile):
@@ -504,7 +498,10 @@ def _png(record: Mapping[str, Any], name: str) -> tuple[Path | None, str | None]
     named = (record.get("artifacts") or {}).get(name)
     if not named:
         return None, None
-    path = artifact_path(record, name)
+    try:
+        path = artifact_path(record, name)
+    except ValueError as exc:
+        return None, str(exc)
     if path is None:
         return None, f"{named} not found"
     try:
