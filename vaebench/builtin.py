@@ -24,7 +24,9 @@ def vaebench_register_encoders(register: Register) -> None:
             "mlp-gaussian",
             "encoder",
             mlp.build_gaussian_encoder,
-            "MLP (2 hidden layers, LeakyReLU) to a diagonal Gaussian q(z|x)",
+            "MLP (2 hidden layers, LeakyReLU; gated, tanh, He init and log-variance bounds as "
+            "options) to a diagonal Gaussian q(z|x)",
+            options=mlp.ENCODER_OPTIONS,
         )
     )
 
@@ -40,6 +42,7 @@ def vaebench_register_decoders(register: Register) -> None:
             mlp.build_bernoulli_decoder,
             "MLP to independent Bernoulli pixels (binary data)",
             fits=_binary,
+            options=mlp.MLP_OPTIONS,
         )
     )
     register(
@@ -49,6 +52,7 @@ def vaebench_register_decoders(register: Register) -> None:
             mlp.build_categorical_decoder,
             "MLP to an independent categorical over the data's L levels per pixel",
             fits=_categorical_fits,
+            options=mlp.MLP_OPTIONS,
         )
     )
 
@@ -73,7 +77,7 @@ def vaebench_register_priors(register: Register) -> None:
             "prior",
             priors.build_vamp,
             "VampPrior: mixture of the encoder's posteriors at learned pseudo-inputs",
-            options={"pseudo_inputs": 50},
+            options=priors.VAMP_OPTIONS,
         )
     )
 
@@ -134,3 +138,12 @@ def vaebench_register_executors(register: Register) -> None:
     register(local.SPEC)
     register(process.SPEC)
     register(ray.SPEC)  # registered always: using it without Ray installed says how to add it
+
+
+@hookimpl(trylast=True)
+def vaebench_register_objectives(register: Register) -> None:
+    from vaebench import objectives
+
+    register(objectives.ELBO)
+    register(objectives.IWAE)
+    register(objectives.BETA)

@@ -17,6 +17,7 @@ of work can be described without live objects.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -100,6 +101,13 @@ class Budget:
     at ``max_seconds`` of wall time if given, or when validation -ELBO has not improved for
     ``patience`` evaluations (every ``eval_every`` steps). The best checkpoint on validation is
     the one evaluated.
+
+    The optimiser is Adam with ``lr``, ``adam_betas`` and ``adam_eps``. With
+    ``normalize_gradients`` each parameter tensor's gradient is divided by its L2 norm before
+    the update (the AdamNormGrad of Tomczak & Welling's reference code). ``lr_schedule`` is a
+    sequence of ``(epochs, multiplier)`` segments: the first ``epochs`` passes train at
+    ``lr * multiplier``, the next segment's at its own multiplier, and so on; past the last
+    segment its multiplier holds (Burda et al. 2015: ``((3**i, 10**(-i/7)) for i in 0..7)``).
     """
 
     steps: int | None = 2000
@@ -110,6 +118,10 @@ class Budget:
     eval_every: int = 100
     patience: int | None = 10
     checkpoint_every: int | None = None
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    normalize_gradients: bool = False
+    lr_schedule: tuple[tuple[int, float], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.steps is None and self.epochs is None:
@@ -124,8 +136,39 @@ class Budget:
             raise ConfigError(f"budget patience must be a positive integer, got {self.patience!r}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ConfigError(f"budget max_seconds must be > 0, got {self.max_seconds!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"budget lr must be > 0, got {self.lr!r}")
+        if not (isinstance(self.lr, int | float) and 0 < self.lr < math.inf):
+            raise ConfigError(f"budget lr must be a finite number > 0, got {self.lr!r}")
+        if not (0 < self.adam_eps < math.inf):
+            raise ConfigError(f"budget adam_eps must be a finite number > 0, got {self.adam_eps!r}")
+        if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
+            raise ConfigError(
+                f"budget adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}"
+            )
+        for segment in self.lr_schedule or ():
+            if (
+                len(segment) != 2
+                or not isinstance(segment[0], int)
+                or segment[0] <= 0
+                or not 0 < segment[1] < math.inf
+            ):
+                raise ConfigError(
+                    "budget lr_schedule must be (epochs, multiplier) pairs with epochs a positive "
+                    f"integer and multiplier a finite number > 0, got {segment!r}"
+                )
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of the step after ``step`` steps (``lr_schedule`` applied)."""
+        if not self.lr_schedule:
+            return self.lr
+        epoch = step // steps_per_epoch
+        for epochs, multiplier in self.lr_schedule:
+            if epoch < epochs:
+                return self.lr * multiplier
+            epoch -= epochs
+        return self.lr * self.lr_schedule[-1][1]
+
+    def steps_per_epoch(self, n_train: int) -> int:
+        return -(-n_train // min(self.batch_size, n_train))
 
     def total_steps(self, n_train: int) -> int:
         if self.steps is not None:
@@ -160,11 +203,29 @@ class EvalSettings:
 
 @dataclass(frozen=True)
 class Profile:
-    """A named budget and evaluation setting of a suite (``default``, ``paper``...)."""
+    """A named set-up of a suite (``default``, ``paper``, a paper's own...): a budget and
+    evaluation settings, and optionally the model's sizes, the grid and the options of its
+    components and objectives. Explicit requests (command-line flags, API arguments) override
+    every field; all of it goes into each result's key.
+
+    :param latent_dim: latent size (else the suite's).
+    :param hidden_dim: hidden width of the built-in MLPs (else the suite's).
+    :param grid: the encoders, decoders, priors and objectives to run (else the suite's grid).
+    :param options: options by component or objective *name*, merged over its defaults; a
+        tuple of mappings runs one variant per mapping (``{"iwae": ({"k": 5}, {"k": 50})}``).
+    :param reference: where the set-up comes from, for the record and the README.
+    """
 
     budget: Budget
     eval: EvalSettings
     description: str = ""
+    latent_dim: int | None = None
+    hidden_dim: int | None = None
+    grid: Grid | None = None
+    options: Mapping[str, Mapping[str, Any] | tuple[Mapping[str, Any], ...]] = field(
+        default_factory=dict
+    )
+    reference: str = ""
 
 
 @dataclass
@@ -189,12 +250,20 @@ class SuiteData:
 class Grid:
     """Component names to combine; ``None`` means every registered component that fits,
     limited to the components of ``plugins`` when that is given (``("vaebench",)``: the
-    built-ins only, so that installing a plugin does not change a suite's default grid)."""
+    built-ins only, so that installing a plugin does not change a suite's default grid).
+
+    ``objectives`` are the training objectives (``None``: the baseline's alone). ``baseline``
+    names the suite's reference combination by kind (``{"prior": "standard-normal"}``); the
+    default grid varies one factor at a time around it (a kind it does not name takes its first
+    candidate).
+    """
 
     encoders: tuple[str, ...] | None = None
     decoders: tuple[str, ...] | None = None
     priors: tuple[str, ...] | None = None
     plugins: tuple[str, ...] | None = None
+    objectives: tuple[str, ...] | None = None
+    baseline: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -202,8 +271,10 @@ class Suite:
     """A benchmark: data, model sizes, profiles (budgets + evaluation), grid, seeds, metrics.
 
     ``load(options)`` returns :class:`SuiteData`; ``options`` holds the suite's ``options``
-    updated by the user's (for example ``data_dir``, ``binarization``). ``version`` goes into
-    every result and its key: change it whenever the numbers a suite produces could change.
+    updated by the user's (for example ``data_dir``, ``binarization``); a given option must have
+    the type of its default, or ``option_types[name]`` where the default is None. ``version``
+    goes into every result and its key: change it whenever the numbers a suite produces could
+    change.
     """
 
     name: str
@@ -217,6 +288,7 @@ class Suite:
     seeds: tuple[int, ...] = (0, 1)
     metrics: tuple[str, ...] = ("likelihood",)
     options: Mapping[str, Any] = field(default_factory=dict)
+    option_types: Mapping[str, type] = field(default_factory=dict)
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -290,6 +362,42 @@ class ExecutorSpec:
     name: str
     factory: Callable[..., Any]
     description: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where training stands when a loss is computed: ``step`` optimisation steps taken before
+    this one, of ``steps_per_epoch`` per pass over the training split."""
+
+    step: int
+    steps_per_epoch: int
+
+    @property
+    def epoch(self) -> float:
+        return self.step / self.steps_per_epoch
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A registered training objective.
+
+    ``factory(options)`` returns an object with ``samples`` (importance samples per data point,
+    an int) and ``loss(terms, progress) -> scalar tensor``, where ``terms`` is what
+    :meth:`vaebench.model.VAE.log_weights` gives for a batch with ``samples`` draws (``log_px_z``,
+    ``log_pz`` and ``log_qz``, each ``[samples, B]``) and ``progress`` a :class:`Progress`. The
+    same code runs for a seed trained alone and for seeds trained together under
+    ``torch.func.vmap``: plain tensor arithmetic, no in-place updates, no data-dependent Python
+    branches. Validation and early stopping measure the plain -ELBO whatever the objective.
+
+    :param options: default options (every option the objective accepts), merged under the
+        user's; part of every result key.
+    """
+
+    name: str
+    factory: Callable[[Mapping[str, Any]], Any]
+    description: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    kind: Literal["objective"] = "objective"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -82,3 +82,13 @@ def vaebench_register_executors(register: Register) -> None:
 
     :param register: call with a :class:`vaebench.contracts.ExecutorSpec`.
     """
+
+
+@hookspec
+def vaebench_register_objectives(register: Register) -> None:
+    """Register training objectives (the fourth part of a combination, beside encoder, decoder
+    and prior): ELBO, importance-weighted bounds, weighted KL terms...
+
+    :param register: call with a :class:`vaebench.contracts.ObjectiveSpec` whose factory turns
+        options into an object with ``samples`` and ``loss(terms, progress)``.
+    """

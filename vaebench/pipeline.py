@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from vaebench import results
+from vaebench import results, streams
 from vaebench.batched import NotVectorizable, fit_batched
 from vaebench.contracts import BuildContext, DataSpec, Suite, SuiteData, as_module
 from vaebench.environment import environment, keep_freed_memory
@@ -60,7 +60,16 @@ def load_suite_data(suite: Suite, options: Mapping[str, Any]) -> SuiteData:
     """Load a suite's data once per process and options (a grid reuses it for every unit)."""
     cache_key = (suite.name, results.canonical_json(dict(options)))
     if cache_key not in _DATA_CACHE:
-        data = suite.load(dict(options))
+        try:
+            data = suite.load(dict(options))
+        except VaebenchError:
+            raise
+        except Exception as exc:  # a loader's own failure, as one line naming suite and options
+            given = {k: v for k, v in options.items() if v is not None}
+            raise ConfigError(
+                f"suite {suite.name!r} could not load its data with options {given}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         if not isinstance(data, SuiteData):
             raise ContractError(
                 f"suite {suite.name!r} load() must return SuiteData, got {type(data).__name__}"
@@ -138,23 +147,39 @@ def vectorize_blocker(unit: Unit, host: PluginHost) -> str | None:
     return None
 
 
-def run_unit(unit: Unit) -> list[dict[str, Any]]:
+def build_objective(host: PluginHost, unit: Unit) -> Any:
+    """The unit's objective object, built from its registered spec and options."""
+    spec = host.get("objective", unit.combination["objective"])
+    options = unit.components["objective"]["options"]
+    try:
+        return spec.factory(dict(options))
+    except VaebenchError:
+        raise
+    except Exception as exc:
+        raise ContractError(
+            f"objective {spec.name!r} could not be built: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def run_unit(unit: Unit, host: PluginHost | None = None) -> list[dict[str, Any]]:
     """Train and evaluate every seed of ``unit``; one outcome dict per seed.
 
     Each outcome is ``{"record": ..., "artifacts": {file name: bytes}}``. The unit's seeds train
     as one vectorised model (:mod:`vaebench.batched`) when they can, else one at a time; the
     record's ``training`` says which and why. A seed that fails is recorded as failed with its
-    phase and traceback; the other seeds still run.
+    phase and traceback; the other seeds still run. ``host`` is the plugin host that resolves
+    the unit's names (default: the process-wide one).
     """
     started = time.perf_counter()
     keep_freed_memory()
-    host = default_host()
+    host = host or default_host()
     suite: Suite = host.get("suite", unit.suite)
     options = {**unit.suite_options, "data_dir": unit.data_dir}
     device = resolve_device(unit.device)
     data = data_on(load_suite_data(suite, options), device)
     metrics = [host.get("metric", name) for name in unit.metrics]
-    runs = [_SeedRun(unit, i, host, data, device) for i in range(len(unit.seeds))]
+    objective = build_objective(host, unit)
+    runs = [_SeedRun(unit, i, host, data, device, objective) for i in range(len(unit.seeds))]
     for run in runs:
         run.attempt("build", run.build)
     built = [run for run in runs if run.model is not None]
@@ -166,10 +191,11 @@ def run_unit(unit: Unit) -> list[dict[str, Any]]:
                 data,
                 unit.budget,
                 [run.seed for run in built],
+                objective=objective,
                 device=device,
                 precision=unit.precision,
                 progress=unit.progress,
-                description=f"{'/'.join(unit.combination.values())} x{len(built)} seeds",
+                description=f"{unit.label} x{len(built)} seeds",
                 checkpoint=built[0].checkpoint,
                 write_bytes=results.atomic_write_bytes,
             )
@@ -204,9 +230,16 @@ class _SeedRun:
     """One seed of a unit: its record as it fills, its model, its artifacts."""
 
     def __init__(
-        self, unit: Unit, index: int, host: PluginHost, data: SuiteData, device: torch.device
+        self,
+        unit: Unit,
+        index: int,
+        host: PluginHost,
+        data: SuiteData,
+        device: torch.device,
+        objective: Any,
     ) -> None:
         self.unit, self.host, self.data, self.device = unit, host, data, device
+        self.objective = objective
         self.seed, stem = unit.seeds[index], unit.stems[index]
         self.model: VAE | None = None
         self.trained: TrainResult | Exception | None = None
@@ -245,11 +278,11 @@ class _SeedRun:
 
     def build(self) -> None:
         unit = self.unit
-        torch.manual_seed(self.seed)
+        torch.manual_seed(streams.derive(self.seed, streams.INIT))
         model = build_model(
             self.host,
             unit.combination,
-            unit.component_options,
+            {kind: c["options"] for kind, c in unit.components.items()},
             self.data.spec,
             unit.latent_dim,
             unit.hidden_dim,
@@ -265,10 +298,11 @@ class _SeedRun:
             self.data,
             self.unit.budget,
             self.seed,
+            objective=self.objective,
             device=self.device,
             precision=self.unit.precision,
             progress=self.unit.progress,
-            description=f"{'/'.join(self.unit.combination.values())} s{self.seed}",
+            description=f"{self.unit.label} s{self.seed}",
             checkpoint=self.checkpoint,
             write_bytes=results.atomic_write_bytes,
         )

@@ -35,6 +35,7 @@ HOOK_KINDS: dict[str, str] = {
     "vaebench_register_suites": "suite",
     "vaebench_register_metrics": "metric",
     "vaebench_register_executors": "executor",
+    "vaebench_register_objectives": "objective",
 }
 KINDS: tuple[str, ...] = tuple(HOOK_KINDS.values())
 

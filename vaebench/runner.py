@@ -7,6 +7,8 @@ Only the runner decides what runs; only :mod:`vaebench.results` writes. A unit i
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 import itertools
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -14,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vaebench import results
-from vaebench.contracts import COMPONENT_KINDS, Budget, EvalSettings, Suite
-from vaebench.errors import ConfigError
+from vaebench import results, streams
+from vaebench.contracts import COMPONENT_KINDS, Budget, EvalSettings, Grid, Profile, Suite
+from vaebench.errors import ConfigError, VaebenchError
 from vaebench.plugins import PluginHost, default_host
 
 PRECISIONS = ("fp32", "bf16")
@@ -28,6 +30,16 @@ AUTO_GPU_SEED_BATCH = 128
 # better over the workers (the digits default grid, --jobs 2 on 2 cores: 79 s with one seed per
 # unit against 108 s with two; benchmarks/README.md).
 AUTO_CPU_SEED_BATCH = 16
+# The four parts of a combination, in the order labels and keys name them.
+PARTS: tuple[str, ...] = (*COMPONENT_KINDS, "objective")
+GRIDS = ("ofat", "full")
+# Bounds that catch a typo before hours of work: papers use K <= 5000 importance samples.
+MAX_K = 100_000
+MAX_LATENT = 4096
+MAX_HIDDEN = 16_384
+MAX_SEED = 2**63
+# An option every component accepts: its hidden width (BuildContext.hidden_dim otherwise).
+COMMON_OPTIONS = ("hidden",)
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,7 @@ class Unit:
     precision: str = "fp32"
     progress: bool = False
     checkpoints: bool = True
+    variants: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     def only(self, indices: Sequence[int]) -> Unit:
         """This unit with only the seeds at ``indices`` (to resume a partly finished unit)."""
@@ -70,7 +83,14 @@ class Unit:
 
     @property
     def label(self) -> str:
-        return " / ".join(self.combination[kind] for kind in COMPONENT_KINDS)
+        """``encoder / decoder / prior / objective``, each with the options that set it apart
+        from its defaults (``iwae(k=50)``)."""
+        parts = []
+        for kind in PARTS:
+            name = self.combination[kind]
+            variant = self.variants.get(kind)
+            parts.append(f"{name}({variant})" if variant else name)
+        return " / ".join(parts)
 
     def record_head(self, index: int) -> dict[str, Any]:
         """What the record of the seed at ``index`` says about its identity, whatever became
@@ -89,6 +109,9 @@ class Unit:
             "combination": dict(self.combination),
             "components": self.components,
             "seed": self.seeds[index],
+            "seeding": streams.SEEDING,
+            "latent_dim": self.latent_dim,
+            "hidden_dim": self.hidden_dim,
             "budget": dataclasses.asdict(self.budget),
             "eval": {**dataclasses.asdict(self.eval), "metrics": list(self.metrics)},
             "precision": self.precision,
@@ -97,13 +120,22 @@ class Unit:
 
 @dataclass
 class RunRequest:
-    """Everything ``vaebench run`` can be asked; ``None`` means "the suite's default"."""
+    """Everything ``vaebench run`` can be asked; ``None`` means "the profile's, else the
+    suite's default".
+
+    ``component_options`` maps a part (``encoder``, ``decoder``, ``prior``, ``objective``) to
+    options applied to every chosen component of that part that accepts them. ``grid`` is
+    ``"ofat"`` (one factor at a time around the baseline combination) or ``"full"`` (every
+    combination).
+    """
 
     suite: str = "digits"
     profile: str = "default"
     encoders: Sequence[str] | None = None
     decoders: Sequence[str] | None = None
     priors: Sequence[str] | None = None
+    objectives: Sequence[str] | None = None
+    grid: str = "ofat"
     seeds: Sequence[int] | None = None
     steps: int | None = None
     epochs: int | None = None
@@ -119,6 +151,7 @@ class RunRequest:
     suite_options: Mapping[str, Any] = field(default_factory=dict)
     component_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     latent_dim: int | None = None
+    hidden_dim: int | None = None
     out: str | None = None
     data_dir: str | None = None
     executor: str = "local"
@@ -152,7 +185,7 @@ def resolve_budget(profile_budget: Budget, request: RunRequest) -> Budget:
         if value is not None:
             changes[name] = value
     if request.steps is not None and request.epochs is not None:
-        raise ConfigError("give either --steps or --epochs, not both")
+        raise ConfigError("give either steps or epochs, not both")
     if request.steps is not None:
         changes.update(steps=request.steps, epochs=None)
     if request.epochs is not None:
@@ -162,34 +195,62 @@ def resolve_budget(profile_budget: Budget, request: RunRequest) -> Budget:
 
 def resolve_eval(profile_eval: EvalSettings, request: RunRequest) -> EvalSettings:
     changes = {n: getattr(request, n) for n in ("k", "k_ood") if getattr(request, n) is not None}
+    for name, value in changes.items():
+        if isinstance(value, int) and value > MAX_K:
+            raise ConfigError(
+                f"{name} = {value} importance samples is more than {MAX_K:,}; papers use up to "
+                "5000 (a larger K is hours of evaluation per model)"
+            )
     return dataclasses.replace(profile_eval, **changes)
 
 
-def resolve_grid(
-    host: PluginHost, suite: Suite, request: RunRequest, spec: Any
+@dataclass(frozen=True)
+class Choice:
+    """One candidate for a part of a combination: a registered name and its resolved options;
+    ``variant`` says how the options differ from the name's defaults (empty if they do not)."""
+
+    name: str
+    options: Mapping[str, Any]
+    variant: str = ""
+
+
+def _suggest(word: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _names(
+    host: PluginHost, suite: Suite, profile: Profile, request: RunRequest, spec: Any
 ) -> dict[str, list[str]]:
-    """Component names per kind: the request's, else the suite's grid, else every registered
-    component that fits the data (from the plugins the suite's grid names, if it names any)."""
-    grid: dict[str, list[str]] = {}
-    for kind, asked, default in (
-        ("encoder", request.encoders, suite.grid.encoders),
-        ("decoder", request.decoders, suite.grid.decoders),
-        ("prior", request.priors, suite.grid.priors),
+    """Names per part: the request's, else the profile's grid, else the suite's, else every
+    registered component that fits the data (from the plugins the grid names, if any)."""
+    grids = [g for g in (profile.grid, suite.grid) if g is not None]
+    out: dict[str, list[str]] = {}
+    for kind, asked, field_name in (
+        ("encoder", request.encoders, "encoders"),
+        ("decoder", request.decoders, "decoders"),
+        ("prior", request.priors, "priors"),
+        ("objective", request.objectives, "objectives"),
     ):
         registry = host.registry(kind)
+        default = next((getattr(g, field_name) for g in grids if getattr(g, field_name)), None)
         if asked:
             names = list(dict.fromkeys(asked))
             for name in names:
                 component = registry.get(name)
-                if not component.fits(spec):
+                if kind != "objective" and not component.fits(spec):
                     raise ConfigError(
                         f"{kind} {name!r} does not fit suite {suite.name!r} (data of dimension "
                         f"{spec.dim} with {spec.levels} levels); run `vaebench list {kind}s`"
                     )
         elif default is not None:
             names = [n for n in default if n in registry]
+        elif kind == "objective":
+            from vaebench.objectives import BASELINE
+
+            names = [BASELINE]
         else:
-            plugins = suite.grid.plugins
+            plugins = next((g.plugins for g in grids if g.plugins is not None), None)
             names = [
                 entry.obj.name
                 for entry in registry
@@ -199,8 +260,112 @@ def resolve_grid(
             raise ConfigError(
                 f"no {kind} fits suite {suite.name!r}; install a plugin that provides one"
             )
-        grid[kind] = names
-    return grid
+        out[kind] = names
+    return out
+
+
+def resolve_grid(
+    host: PluginHost, suite: Suite, request: RunRequest, spec: Any
+) -> dict[str, list[str]]:
+    """Component names per kind for ``request`` under its profile (see :func:`_names`)."""
+    return _names(host, suite, suite.profile(request.profile), request, spec)
+
+
+def _variants(value: Any) -> list[Mapping[str, Any]]:
+    if isinstance(value, Mapping):
+        return [value]
+    return list(value)
+
+
+def resolve_choices(
+    host: PluginHost,
+    names: Mapping[str, Sequence[str]],
+    profile: Profile,
+    request: RunRequest,
+) -> dict[str, list[Choice]]:
+    """Each part's choices with their options: the component's defaults, then the profile's
+    options for that name (one choice per variant), then the request's options for the part.
+
+    A request option that no chosen component of its part accepts is an error (with the
+    closest accepted name): a typo must not train the defaults under a new key.
+    """
+    unknown_parts = set(request.component_options) - set(PARTS)
+    if unknown_parts:
+        part = sorted(unknown_parts)[0]
+        raise ConfigError(
+            f"component option for {part!r}: options are given per part, one of "
+            f"{', '.join(PARTS)} (e.g. prior.components=20){_suggest(part, PARTS)}"
+        )
+    out: dict[str, list[Choice]] = {}
+    for kind in PARTS:
+        asked = dict(request.component_options.get(kind, {}))
+        specs = {name: host.get(kind, name) for name in names[kind]}
+        accepted = {
+            name: set(spec.options) | (set() if kind == "objective" else set(COMMON_OPTIONS))
+            for name, spec in specs.items()
+        }
+        every = sorted(set().union(*accepted.values()))
+        for key in asked:
+            if not any(key in keys for keys in accepted.values()):
+                who = ", ".join(repr(n) for n in specs)
+                raise ConfigError(
+                    f"no {kind} of this run ({who}) has an option {key!r}"
+                    f"{_suggest(key, every)}; its options: {', '.join(every) or '(none)'}"
+                )
+        choices: list[Choice] = []
+        for name, spec in specs.items():
+            defaults = dict(spec.options)
+            for variant in _variants(profile.options.get(name, {})):
+                bad = set(variant) - accepted[name]
+                if bad:
+                    raise ConfigError(
+                        f"profile {request.profile!r} gives {kind} {name!r} unknown option(s) "
+                        f"{', '.join(sorted(bad))}; its options: "
+                        f"{', '.join(sorted(accepted[name])) or '(none)'}"
+                    )
+                own = {k: v for k, v in asked.items() if k in accepted[name]}
+                options = {**defaults, **variant, **own}
+                changed = {k: v for k, v in options.items() if defaults.get(k) != v}
+                label = ",".join(f"{k}={v}" for k, v in sorted(changed.items()))
+                choices.append(Choice(name, options, label))
+        out[kind] = _unique(choices)
+    return out
+
+
+def _unique(choices: Sequence[Choice]) -> list[Choice]:
+    seen: set[str] = set()
+    out = []
+    for choice in choices:
+        key = results.canonical_json({"name": choice.name, "options": dict(choice.options)})
+        if key not in seen:
+            seen.add(key)
+            out.append(choice)
+    return out
+
+
+def combine(
+    choices: Mapping[str, Sequence[Choice]], baseline: Mapping[str, str], mode: str
+) -> list[dict[str, Choice]]:
+    """The combinations to train: with ``mode == "full"`` every one; with ``"ofat"`` the
+    baseline (per part, the choice named in ``baseline``, else the first) and, for each part,
+    every other choice of that part with the baseline's other parts."""
+    if mode not in GRIDS:
+        raise ConfigError(f"grid {mode!r} is not one of {', '.join(GRIDS)}")
+    if mode == "full":
+        return [
+            dict(zip(PARTS, combo, strict=True))
+            for combo in itertools.product(*(choices[k] for k in PARTS))
+        ]
+    base = {}
+    for kind in PARTS:
+        named = [c for c in choices[kind] if c.name == baseline.get(kind)]
+        base[kind] = named[0] if named else choices[kind][0]
+    out = [base]
+    for kind in PARTS:
+        for choice in choices[kind]:
+            if choice != base[kind]:
+                out.append({**base, kind: choice})
+    return out
 
 
 def identity(
@@ -216,7 +381,9 @@ def identity(
     precision: str,
     seed: int,
 ) -> dict[str, Any]:
-    """Everything that determines a result; its hash is the result's key."""
+    """Everything that determines a result; its hash is the result's key. ``components``
+    holds the four parts (the objective included); ``seeding`` names the random-stream scheme
+    (:mod:`vaebench.streams`), so results of another scheme never share a key."""
     return {
         "suite": {"name": suite.name, "version": suite.version, "options": dict(suite_options)},
         "components": {kind: dict(c) for kind, c in components.items()},
@@ -227,6 +394,7 @@ def identity(
         "metrics": list(metrics),
         "precision": precision,
         "seed": seed,
+        "seeding": streams.SEEDING,
         "profile": profile,
     }
 
@@ -249,6 +417,65 @@ def resolve_seed_batch(value: int | str, device: str, n_seeds: int, parallel: bo
     return value
 
 
+def check_seeds(seeds: Sequence[Any]) -> tuple[int, ...]:
+    """The seeds, refused when empty, repeated, not whole numbers or outside [0, 2**63)."""
+    if not seeds:
+        raise ConfigError("no seeds to run; give seeds 0 1 ...")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
+            raise ConfigError(f"seed {seed!r} must be a whole number in [0, 2**63)")
+    repeated = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if repeated:
+        raise ConfigError(
+            f"seed {repeated[0]} is given more than once; each seed is one result, give it once"
+        )
+    return tuple(seeds)
+
+
+def check_suite_options(suite: Suite, given: Mapping[str, Any]) -> None:
+    """Unknown suite options and values of the wrong type are one-line errors."""
+    unknown = set(given) - set(suite.options)
+    if unknown:
+        name = sorted(unknown)[0]
+        raise ConfigError(
+            f"suite {suite.name!r} has no option {name!r}{_suggest(name, list(suite.options))}; "
+            f"its options: {', '.join(sorted(suite.options)) or '(none)'}"
+        )
+    for key, value in given.items():
+        expected = suite.option_types.get(key)
+        default = suite.options[key]
+        if expected is None and default is not None:
+            expected = type(default)
+        if expected is None or value is None:
+            continue
+        ok = isinstance(value, expected) and not (
+            isinstance(value, bool) and expected in (int, float)
+        )
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            ok = True
+        if not ok:
+            raise ConfigError(
+                f"suite {suite.name!r}: option {key} must be {expected.__name__}, got {value!r}"
+            )
+
+
+def check_executor_options(spec: Any, options: Mapping[str, Any]) -> None:
+    """Executor options the factory does not take are errors naming the accepted ones."""
+    try:
+        params = inspect.signature(spec.factory).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in options:
+        if key not in accepted:
+            raise ConfigError(
+                f"executor {spec.name!r} has no option {key!r}{_suggest(key, accepted)}; "
+                f"its options: {', '.join(accepted) or '(none)'}"
+            )
+
+
 def plan(request: RunRequest, host: PluginHost | None = None) -> list[Unit]:
     """Turn a request into units (one per combination and batch of seeds), with a key per
     seed."""
@@ -263,39 +490,39 @@ def plan(request: RunRequest, host: PluginHost | None = None) -> list[Unit]:
         raise ConfigError(
             f"unknown precision {request.precision!r}; use one of {', '.join(PRECISIONS)}"
         )
-    unknown = set(request.suite_options) - set(suite.options)
-    if unknown:
-        raise ConfigError(
-            f"suite {suite.name!r} has no option {', '.join(sorted(unknown))}; "
-            f"its options: {', '.join(sorted(suite.options)) or '(none)'}"
-        )
+    check_suite_options(suite, request.suite_options)
     suite_options = {**suite.options, **request.suite_options}
     data = load_suite_data(suite, {**suite_options, "data_dir": request.data_dir})
-    grid = resolve_grid(host, suite, request, data.spec)
+    names = _names(host, suite, profile, request, data.spec)
+    choices = resolve_choices(host, names, profile, request)
+    grid = profile.grid or suite.grid or Grid()
+    combinations = combine(choices, {**suite.grid.baseline, **grid.baseline}, request.grid)
     metrics = tuple(request.metrics or suite.metrics)
     for name in metrics:
         host.get("metric", name)
-    seeds = tuple(request.seeds if request.seeds is not None else suite.seeds)
-    if not seeds:
-        raise ConfigError("no seeds to run; give --seeds 0 1 ...")
-    latent_dim = request.latent_dim or suite.latent_dim
-    if latent_dim <= 0:
-        raise ConfigError(f"latent size must be positive, got {latent_dim}")
+    seeds = check_seeds(list(request.seeds if request.seeds is not None else suite.seeds))
+    latent_dim = request.latent_dim or profile.latent_dim or suite.latent_dim
+    hidden_dim = request.hidden_dim or profile.hidden_dim or suite.hidden_dim
+    for what, value, limit in (
+        ("latent size", latent_dim, MAX_LATENT),
+        ("hidden width", hidden_dim, MAX_HIDDEN),
+    ):
+        if not 0 < value <= limit:
+            raise ConfigError(f"{what} must be in 1..{limit}, got {value}")
     out_dir = str(request.out_dir())
     parallel = request.executor != "local"
     seed_batch = resolve_seed_batch(request.seed_batch, request.device, len(seeds), parallel)
     units: list[Unit] = []
-    for enc, dec, pri in itertools.product(grid["encoder"], grid["decoder"], grid["prior"]):
-        combination = {"encoder": enc, "decoder": dec, "prior": pri}
+    for combo in combinations:
+        combination = {kind: combo[kind].name for kind in PARTS}
         components: dict[str, dict[str, Any]] = {}
-        for kind, name in combination.items():
-            entry = host.entry(kind, name)
-            options = {**entry.obj.options, **request.component_options.get(kind, {})}
+        for kind in PARTS:
+            entry = host.entry(kind, combo[kind].name)
             components[kind] = {
-                "name": name,
+                "name": combo[kind].name,
                 "plugin": entry.plugin,
                 "version": entry.version,
-                "options": options,
+                "options": dict(combo[kind].options),
             }
         identities = tuple(
             identity(
@@ -304,7 +531,7 @@ def plan(request: RunRequest, host: PluginHost | None = None) -> list[Unit]:
                 suite_options,
                 components,
                 latent_dim,
-                suite.hidden_dim,
+                hidden_dim,
                 budget,
                 eval_settings,
                 metrics,
@@ -317,6 +544,7 @@ def plan(request: RunRequest, host: PluginHost | None = None) -> list[Unit]:
         stems = tuple(
             results.stem(suite.name, combination, s, k) for s, k in zip(seeds, keys, strict=True)
         )
+        variants = {kind: combo[kind].variant for kind in PARTS if combo[kind].variant}
         for first in range(0, len(seeds), seed_batch):
             batch = slice(first, first + seed_batch)
             units.append(
@@ -330,7 +558,7 @@ def plan(request: RunRequest, host: PluginHost | None = None) -> list[Unit]:
                     components=components,
                     component_options={k: dict(v) for k, v in request.component_options.items()},
                     latent_dim=latent_dim,
-                    hidden_dim=suite.hidden_dim,
+                    hidden_dim=hidden_dim,
                     seeds=seeds[batch],
                     keys=keys[batch],
                     stems=stems[batch],
@@ -342,9 +570,21 @@ def plan(request: RunRequest, host: PluginHost | None = None) -> list[Unit]:
                     device=request.device,
                     precision=request.precision,
                     progress=request.progress,
+                    variants=variants,
                 )
             )
     return units
+
+
+def make_executor(spec: Any, options: Mapping[str, Any]) -> Any:
+    """The executor ``spec`` builds from ``options``; a bad option is a one-line error."""
+    check_executor_options(spec, options)
+    try:
+        return spec.factory(**dict(options))
+    except VaebenchError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"executor {spec.name!r}: bad option: {exc}") from exc
 
 
 def _failed_outcomes(unit: Unit, exc: BaseException) -> list[dict[str, Any]]:
@@ -418,6 +658,7 @@ def run(
     total = sum(len(u.seeds) for u in units)
     root = results.prepare_dir(request.out_dir())
     executor_spec = host.get("executor", request.executor)
+    check_executor_options(executor_spec, request.executor_options)
     done = results.finished_keys(root)
     todo = [u.only(idx) for u in units if (idx := _pending(u, done, request))]
     skipped = total - sum(len(u.seeds) for u in todo)
@@ -436,7 +677,7 @@ def run(
             skipped += len(mine) - len(still)
             if still:
                 runnable.append(unit.only(mine).only(still))
-        executor = executor_spec.factory(**dict(request.executor_options))
+        executor = make_executor(executor_spec, request.executor_options)
         bar = tqdm(
             total=total, initial=skipped, desc=f"{request.suite} grid", disable=not request.progress
         )

@@ -1,16 +1,22 @@
-"""The budgeted training loop. It knows the model's loss and nothing of executors or outputs.
+"""The budgeted training loop, written once for one seed or many. It knows the objective and
+nothing of executors or outputs.
 
-Data sits in memory as one tensor and batches are drawn by indexing with a permutation from the
-seed's own generator. Validation -ELBO (one sample per point, fixed evaluation noise) is
-measured every ``eval_every`` steps; the best state on validation is kept and restored at the
-end. A checkpoint (model, optimizer, RNG states, step, best-so-far, curve) is written every
-``checkpoint_every`` steps, so a killed run continues where it stopped and ends with the same
-numbers as an uninterrupted one.
+:class:`TrainingLoop` holds what every seed carries (:class:`SeedState`: data order, best-so-far,
+patience, curve) and one *width* takes the steps: :class:`SingleWidth`, one plain model, or
+:class:`vaebench.batched.StackedWidth`, S seeds stacked under ``torch.func.vmap``. Data sits in
+memory as one tensor; each seed draws its batches with a permutation from its own order stream
+and transforms them (dynamic binarization) from its own transform stream
+(:mod:`vaebench.streams`). The loss is the objective's (:mod:`vaebench.objectives`); validation
+-ELBO (one sample per point, fixed noise, weight 1 whatever the objective) is measured every
+``eval_every`` steps; the best state on validation is kept and restored at the end. A checkpoint
+(models, optimizer, streams, step, every seed's state) is written every ``checkpoint_every``
+steps, so a killed run continues where it stopped and ends with the same numbers as an
+uninterrupted one.
 
 Reparameterisation noise does not come from the global RNG: every seed draws it from its own
 :class:`NoiseStream`, which :func:`normal_noise_from` plugs into ``torch.distributions``. A seed
-trained alone and the same seed trained in a vectorised batch (:mod:`vaebench.batched`) thus see
-the same noise, draw for draw.
+trained alone and the same seed trained in a vectorised batch thus see the same noise, draw for
+draw.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch.distributions import (
@@ -33,11 +39,13 @@ from torch.distributions import (
     utils,
 )
 
-from vaebench.contracts import Budget, SuiteData
+from vaebench import streams
+from vaebench.contracts import Budget, Progress, SuiteData
 from vaebench.errors import TrainingError
 from vaebench.model import VAE
 
-VAL_NOISE_SEED = 4321
+VAL_NOISE_SEED = streams.derive(0, streams.VALIDATION_NOISE)
+VAL_CHUNK = 1000  # validation points per pass
 NOISE_BLOCK = 64  # draws of one shape fetched from a seed's generator at once
 
 NoiseSource = Callable[[Sequence[int], torch.dtype, Any], torch.Tensor]
@@ -133,7 +141,7 @@ class TrainResult:
 
 
 @torch.no_grad()
-def validation_neg_elbo(model: VAE, x: torch.Tensor, batch: int = 1000) -> float:
+def validation_neg_elbo(model: VAE, x: torch.Tensor, batch: int = VAL_CHUNK) -> float:
     """-ELBO on ``x`` with one sample per point and fixed noise (comparable across steps)."""
     was_training = model.training
     model.eval()
@@ -156,30 +164,388 @@ def validation_neg_elbo(model: VAE, x: torch.Tensor, batch: int = 1000) -> float
 FUSED_ADAM_DEVICES = ("cpu", "cuda")
 
 
-def make_adam(params: list[torch.Tensor], lr: float, device: Any) -> torch.optim.Adam:
+def make_adam(
+    params: list[torch.Tensor],
+    lr: float,
+    device: Any,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> torch.optim.Adam:
     """Adam over ``params``, fused where the device has the fused kernel."""
     kind = torch.device(device).type if device is not None else "cpu"
     fused = kind in FUSED_ADAM_DEVICES and all(p.is_floating_point() for p in params)
-    return torch.optim.Adam(params, lr=lr, fused=fused or None)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, fused=fused or None)
 
 
-def _state_copy(model: VAE) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _save(path: Path, payload: dict[str, Any], write: Callable[[Path, bytes], None]) -> None:
+def save_payload(path: Path, payload: dict[str, Any], write: Callable[[Path, bytes], None]) -> None:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     write(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path | None, device: torch.device, kind: str) -> dict[str, Any] | None:
-    """A checkpoint's payload if ``path`` holds one of this ``kind`` (``"single"`` for
-    :func:`fit`, ``"batched"`` for :func:`vaebench.batched.fit_batched`), else None."""
+    """A checkpoint's payload if ``path`` holds one of this ``kind`` (the width's name), else
+    None."""
     if path is None or not path.exists():
         return None
     state = torch.load(path, map_location=device, weights_only=True)
     return state if state.get("kind") == kind else None
+
+
+@dataclass
+class SeedState:
+    """What one seed carries between steps, whichever width trains it: its data order and
+    cursor, its best-so-far and patience, its curve and how it ended."""
+
+    seed: int
+    perm: torch.Tensor
+    cursor: int = 0
+    best_val: float = math.inf
+    best_step: int = 0
+    bad: int = 0
+    best_state: dict[str, torch.Tensor] = field(default_factory=dict)
+    curve: list[dict[str, float]] = field(default_factory=list)
+    since: int = 0
+    stopped_early: bool = False
+    cap_hit: bool = False
+    error: str | None = None
+    steps_done: int = 0
+    seconds: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return not self.stopped_early and self.error is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Width(Protocol):
+    """How S seeds' models take a step: one plain model (S = 1) or S stacked under ``vmap``.
+
+    The loop (:class:`TrainingLoop`) owns everything else: data, schedules, validation, early
+    stopping, checkpoints.
+    """
+
+    kind: str
+
+    def losses(self, x: torch.Tensor, progress: Progress) -> torch.Tensor:
+        """Each seed's training loss ``[S]`` for its batch ``x[s]``, with the graph."""
+
+    def step(self, total: torch.Tensor, active: torch.Tensor, lr: float) -> None:
+        """Backpropagate ``total`` and update every active seed's parameters at ``lr``."""
+
+    def validate(self) -> list[float]:
+        """Every seed's validation -ELBO, as :func:`validation_neg_elbo` computes it."""
+
+    def snapshot(self, index: int) -> dict[str, torch.Tensor]:
+        """A copy of seed ``index``'s parameters and buffers."""
+
+    def load_best(self, states: Sequence[dict[str, torch.Tensor]]) -> None:
+        """Put each seed's ``states[i]`` into its model."""
+
+    def payload(self) -> dict[str, Any]:
+        """Model, optimizer and noise state for a checkpoint."""
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Back to what :meth:`payload` saved."""
+
+
+def normalize_gradients(grads: Sequence[torch.Tensor], seed_dims: int = 0) -> None:
+    """Divide each gradient by its L2 norm (plus 1e-7) in place; with ``seed_dims = 1`` the
+    norm is taken per seed over a stacked tensor's slices ``grad[s]``."""
+    for grad in grads:
+        if seed_dims:
+            norms = grad.flatten(1).norm(dim=1).reshape(-1, *([1] * (grad.dim() - 1)))
+        else:
+            norms = grad.norm()
+        grad.div_(norms + 1e-7)
+
+
+class TrainingLoop:
+    """The budgeted loop, written once for every width.
+
+    Each seed draws its batches from its own order stream and, where the suite transforms
+    training batches (dynamic binarization), from its own transform stream; its validation
+    curve, early stopping and best state are its own. The loss comes from the objective; the
+    learning rate from the budget's schedule.
+    """
+
+    def __init__(
+        self,
+        width: Width,
+        data: SuiteData,
+        budget: Budget,
+        seeds: Sequence[int],
+        objective: Any,
+        device: torch.device,
+        precision: str,
+    ) -> None:
+        self.width, self.data, self.budget, self.seeds = width, data, budget, list(seeds)
+        self.objective, self.device = objective, device
+        self.train = data.train.to(device)
+        self.val = data.val.to(device)
+        n = self.train.shape[0]
+        self.batch = min(budget.batch_size, n)
+        self.steps_per_epoch = budget.steps_per_epoch(n)
+        self.total_steps = budget.total_steps(n)
+        self.autocast = precision == "bf16"
+        self.order_gens = [streams.generator(s, streams.ORDER) for s in seeds]
+        self.transform_gens = [
+            streams.generator(s, streams.TRAIN_BINARIZATION, device) for s in seeds
+        ]
+        self.states = [
+            SeedState(s, torch.randperm(n, generator=g), best_state=width.snapshot(i))
+            for i, (s, g) in enumerate(zip(seeds, self.order_gens, strict=True))
+        ]
+        self.step, self.elapsed_before, self.resumed_from = 0, 0.0, None
+        self.running = torch.zeros(len(seeds), dtype=torch.float64, device=device)
+        self.started = time.perf_counter()
+
+    def now(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    @property
+    def active(self) -> list[bool]:
+        return [st.active for st in self.states]
+
+    def precision(self) -> Any:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
+
+    def batches(self) -> torch.Tensor:
+        """Every seed's next batch, ``[S, B, D]``, each from its own streams."""
+        n = self.train.shape[0]
+        rows = []
+        for st, gen in zip(self.states, self.order_gens, strict=True):
+            if st.cursor + self.batch > n:
+                st.perm = torch.randperm(n, generator=gen)
+                st.cursor = 0
+            rows.append(st.perm[st.cursor : st.cursor + self.batch])
+            st.cursor += self.batch
+        x = self.train[torch.stack(rows).to(self.device)]
+        if self.data.train_transform is not None:
+            pairs = zip(x, self.transform_gens, strict=True)
+            x = torch.stack([self.data.train_transform(xs, g) for xs, g in pairs])
+        return x
+
+    def train_step(self) -> None:
+        """One step of every seed: its own batch and noise, its own gradient."""
+        x = self.batches()
+        progress = Progress(self.step, self.steps_per_epoch)
+        with self.precision():
+            losses = self.width.losses(x, progress)
+        detached = losses.detach().double()
+        finite = torch.isfinite(detached).tolist()
+        for st, ok, value in zip(self.states, finite, detached.tolist(), strict=True):
+            if st.active and not ok:
+                st.error = (
+                    f"non-finite training loss ({value}) at step {self.step + 1}; lower the "
+                    "learning rate or check the components"
+                )
+                st.steps_done, st.seconds = self.step, self.now()
+        # Seeds that stopped or failed keep their slices out of the step's gradient.
+        active = torch.tensor(self.active, device=self.device)
+        if active.any():
+            total = torch.where(active, losses, torch.zeros_like(losses)).sum()
+            self.width.step(total, active, self.budget.lr_at(self.step, self.steps_per_epoch))
+        self.step += 1
+        self.running += torch.where(active, detached, torch.zeros_like(detached))
+        for st in self.states:
+            st.since += st.active
+
+    def note(self, i: int, val_loss: float, final: bool = False) -> None:
+        """Seed ``i``'s validation: curve, best state, early stopping."""
+        st = self.states[i]
+        st.curve.append(
+            {
+                "step": self.step,
+                "train_loss": float(self.running[i]) / max(st.since, 1),
+                "val_neg_elbo": val_loss,
+                "seconds": self.now(),
+            }
+        )
+        st.since = 0
+        self.running[i] = 0.0
+        if val_loss < st.best_val:
+            st.best_val, st.best_step = val_loss, self.step
+            st.best_state = self.width.snapshot(i)
+            st.bad = 0 if not final else st.bad
+        elif not final:
+            st.bad += 1
+            if self.budget.patience is not None and st.bad >= self.budget.patience:
+                st.stopped_early = True
+                st.steps_done, st.seconds = self.step, self.now()
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "kind": self.width.kind,
+            "seeds": self.seeds,
+            "width": self.width.payload(),
+            "order_rngs": [g.get_state() for g in self.order_gens],
+            "transform_rngs": [g.get_state() for g in self.transform_gens],
+            "states": [st.as_dict() for st in self.states],
+            "step": self.step,
+            "elapsed": self.now(),
+            "running": self.running,
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.width.restore(saved["width"])
+        for gen, gen_state in zip(self.order_gens, saved["order_rngs"], strict=True):
+            gen.set_state(gen_state)
+        for gen, gen_state in zip(self.transform_gens, saved["transform_rngs"], strict=True):
+            gen.set_state(gen_state)
+        self.states = [SeedState(**s) for s in saved["states"]]
+        self.step, self.elapsed_before = saved["step"], saved["elapsed"]
+        self.resumed_from = saved["step"]
+        self.running = saved["running"].to(self.device)
+        self.started = time.perf_counter()
+
+    def run(
+        self,
+        *,
+        progress: bool,
+        description: str,
+        checkpoint: Path | None,
+        write_bytes: Callable[[Path, bytes], None] | None,
+    ) -> list[TrainResult | TrainingError]:
+        """Train until every seed has stopped, the step budget or the time cap is reached; a
+        checkpoint of the same seeds and width resumes where it stopped."""
+        from tqdm.auto import tqdm
+
+        saved = load_checkpoint(checkpoint, self.device, self.width.kind)
+        if saved is not None and list(saved["seeds"]) == self.seeds:
+            self.restore(saved)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc=description,
+            leave=False,
+            disable=not progress,
+        )
+        budget = self.budget
+        while self.step < self.total_steps and any(self.active):
+            if budget.max_seconds is not None and self.now() >= budget.max_seconds:
+                for st in self.states:
+                    st.cap_hit = st.active
+                break
+            self.train_step()
+            bar.update(1)
+            if self.step % budget.eval_every == 0 or self.step == self.total_steps:
+                val_losses = self.width.validate()
+                for i, active in enumerate(self.active):
+                    if active:
+                        self.note(i, val_losses[i])
+                bar.set_postfix(val=f"{min(val_losses):.2f}")
+            due = budget.checkpoint_every and self.step % budget.checkpoint_every == 0
+            if due and checkpoint is not None and write_bytes is not None:
+                save_payload(checkpoint, self.payload(), write_bytes)
+        bar.close()
+        return self.finish()
+
+    def finish(self) -> list[TrainResult | TrainingError]:
+        """A last validation where the loop ended off an evaluation step, the best states into
+        the models, and each seed's result."""
+        ended = [i for i, st in enumerate(self.states) if st.active]
+        unmeasured = [
+            i
+            for i in ended
+            if not self.states[i].curve[-1:] or self.states[i].curve[-1]["step"] != self.step
+        ]
+        if unmeasured and self.step > 0:
+            val_losses = self.width.validate()
+            for i in unmeasured:
+                self.note(i, val_losses[i], final=True)
+        for i in ended:
+            self.states[i].steps_done, self.states[i].seconds = self.step, self.now()
+        self.width.load_best([st.best_state for st in self.states])
+        unscored = [
+            i
+            for i, st in enumerate(self.states)
+            if st.error is None and not math.isfinite(st.best_val)
+        ]
+        fallback = self.width.validate() if unscored else []  # no step was taken
+        out: list[TrainResult | TrainingError] = []
+        for i, st in enumerate(self.states):
+            if st.error is not None:
+                out.append(TrainingError(st.error))
+                continue
+            out.append(
+                TrainResult(
+                    steps_done=st.steps_done,
+                    best_step=st.best_step,
+                    best_val=st.best_val if math.isfinite(st.best_val) else fallback[i],
+                    stopped_early=st.stopped_early,
+                    cap_hit=st.cap_hit,
+                    seconds=st.seconds,
+                    curve=st.curve,
+                    resumed_from=self.resumed_from,
+                )
+            )
+        return out
+
+
+def build_objective(objective: Any | None) -> Any:
+    """The objective object to train with: ``objective`` itself, or the plain ELBO."""
+    if objective is not None:
+        return objective
+    from vaebench.objectives import ELBO
+
+    return ELBO.factory(ELBO.options)
+
+
+class SingleWidth:
+    """One plain model: its own optimizer and noise stream, no ``vmap``."""
+
+    kind = "single"
+
+    def __init__(
+        self, model: VAE, budget: Budget, seed: int, objective: Any, device: torch.device
+    ) -> None:
+        self.model, self.budget, self.objective, self.device = model, budget, objective, device
+        self.optimizer = make_adam(
+            list(model.parameters()), budget.lr, device, budget.adam_betas, budget.adam_eps
+        )
+        self.noise = NoiseStream(streams.derive(seed, streams.NOISE), device)
+        self.val: torch.Tensor | None = None
+
+    def losses(self, x: torch.Tensor, progress: Progress) -> torch.Tensor:
+        with normal_noise_from(self.noise):
+            terms = self.model.log_weights(x[0], self.objective.samples)
+            return self.objective.loss(terms, progress).reshape(1)
+
+    def step(self, total: torch.Tensor, active: torch.Tensor, lr: float) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.budget.normalize_gradients:
+            normalize_gradients([p.grad for p in self.model.parameters() if p.grad is not None])
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+
+    def validate(self) -> list[float]:
+        assert self.val is not None
+        return [validation_neg_elbo(self.model, self.val)]
+
+    def snapshot(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def load_best(self, states: Sequence[dict[str, torch.Tensor]]) -> None:
+        self.model.load_state_dict(states[0])
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "noise": self.noise.state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.noise.load_state(saved["noise"])
+        torch.set_rng_state(saved["torch_rng"])
 
 
 def fit(
@@ -188,6 +554,7 @@ def fit(
     budget: Budget,
     seed: int,
     *,
+    objective: Any | None = None,
     device: torch.device | None = None,
     precision: str = "fp32",
     progress: bool = False,
@@ -195,157 +562,18 @@ def fit(
     checkpoint: Path | None = None,
     write_bytes: Callable[[Path, bytes], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place under ``budget``; on return it holds its best validation state."""
+    """Train ``model`` in place under ``budget`` with ``objective`` (default: the plain ELBO);
+    on return it holds its best validation state. A non-finite loss raises
+    :class:`TrainingError`."""
     device = device or torch.device("cpu")
-    torch.manual_seed(seed)
-    order_gen = torch.Generator().manual_seed(seed)
-    train = data.train.to(device)
-    val = data.val.to(device)
-    n = train.shape[0]
-    batch = min(budget.batch_size, n)
-    total_steps = budget.total_steps(n)
-    optimizer = make_adam(list(model.parameters()), budget.lr, device)
-    autocast = precision == "bf16"
-    noise = NoiseStream(seed, device)
-
-    step, best_val, best_step, bad = 0, math.inf, 0, 0
-    best_state = _state_copy(model)
-    curve: list[dict[str, float]] = []
-    elapsed_before = 0.0
-    resumed_from = None
-    perm = torch.randperm(n, generator=order_gen)
-    cursor = 0
-    stopped_early = False
-    running_before, since_before = 0.0, 0
-
-    state = load_checkpoint(checkpoint, device, "single")
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        order_gen.set_state(state["order_rng"])
-        noise.load_state(state["noise"])
-        step, best_val, best_step, bad = (
-            state["step"],
-            state["best_val"],
-            state["best_step"],
-            state["bad"],
-        )
-        best_state, curve = state["best_state"], state["curve"]
-        perm, cursor, elapsed_before = state["perm"], state["cursor"], state["elapsed"]
-        stopped_early = state["stopped_early"]
-        running_before, since_before = state["running"], state["since"]
-        resumed_from = step
-
-    def save_checkpoint() -> None:
-        if checkpoint is None or write_bytes is None:
-            return
-        payload = {
-            "kind": "single",
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "order_rng": order_gen.get_state(),
-            "noise": noise.state(),
-            "step": step,
-            "best_val": best_val,
-            "best_step": best_step,
-            "bad": bad,
-            "best_state": best_state,
-            "curve": curve,
-            "perm": perm,
-            "cursor": cursor,
-            "elapsed": elapsed_before + (time.perf_counter() - start),
-            "stopped_early": stopped_early,
-            "running": running,
-            "since": since,
-        }
-        _save(checkpoint, payload, write_bytes)
-
-    from tqdm.auto import tqdm
-
-    start = time.perf_counter()
-    cap_hit = False
-    bar = tqdm(total=total_steps, initial=step, desc=description, leave=False, disable=not progress)
+    torch.manual_seed(streams.derive(seed, streams.GLOBAL))  # any other random op of a component
+    width = SingleWidth(model, budget, seed, build_objective(objective), device)
+    loop = TrainingLoop(width, data, budget, [seed], width.objective, device, precision)
+    width.val = loop.val
     model.train()
-    running, since = running_before, since_before
-    while step < total_steps and not stopped_early:
-        if (
-            budget.max_seconds is not None
-            and elapsed_before + time.perf_counter() - start >= budget.max_seconds
-        ):
-            cap_hit = True
-            break
-        if cursor + batch > n:
-            perm = torch.randperm(n, generator=order_gen)
-            cursor = 0
-        idx = perm[cursor : cursor + batch].to(device)
-        cursor += batch
-        x = train[idx]
-        if data.train_transform is not None:
-            x = data.train_transform(x, order_gen)
-        with (
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast),
-            normal_noise_from(noise),
-        ):
-            loss = model.loss(x)
-        if not torch.isfinite(loss):
-            raise TrainingError(
-                f"non-finite training loss ({float(loss.detach())}) at step {step + 1}; "
-                "lower the learning rate or check the components"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        running += float(loss.detach())
-        since += 1
-        bar.update(1)
-        if step % budget.eval_every == 0 or step == total_steps:
-            val_loss = validation_neg_elbo(model, val)
-            curve.append(
-                {
-                    "step": step,
-                    "train_loss": running / since,
-                    "val_neg_elbo": val_loss,
-                    "seconds": elapsed_before + time.perf_counter() - start,
-                }
-            )
-            running, since = 0.0, 0
-            bar.set_postfix(val=f"{val_loss:.2f}")
-            if val_loss < best_val:
-                best_val, best_step, bad = val_loss, step, 0
-                best_state = _state_copy(model)
-            else:
-                bad += 1
-                if budget.patience is not None and bad >= budget.patience:
-                    stopped_early = True
-        if budget.checkpoint_every and step % budget.checkpoint_every == 0:
-            save_checkpoint()
-    bar.close()
-    if (not curve or curve[-1]["step"] != step) and step > 0:
-        val_loss = validation_neg_elbo(model, val)
-        curve.append(
-            {
-                "step": step,
-                "train_loss": running / max(since, 1),
-                "val_neg_elbo": val_loss,
-                "seconds": elapsed_before + time.perf_counter() - start,
-            }
-        )
-        if val_loss < best_val:
-            best_val, best_step = val_loss, step
-            best_state = _state_copy(model)
-    model.load_state_dict(best_state)
-    if not math.isfinite(best_val):
-        best_val = validation_neg_elbo(model, val)
-    return TrainResult(
-        steps_done=step,
-        best_step=best_step,
-        best_val=best_val,
-        stopped_early=stopped_early,
-        cap_hit=cap_hit,
-        seconds=elapsed_before + time.perf_counter() - start,
-        curve=curve,
-        resumed_from=resumed_from,
+    (result,) = loop.run(
+        progress=progress, description=description, checkpoint=checkpoint, write_bytes=write_bytes
     )
+    if isinstance(result, TrainingError):
+        raise result
+    return result

@@ -12,11 +12,14 @@ KINDS_PLURAL = {
     "suites": "suite",
     "metrics": "metric",
     "executors": "executor",
+    "objectives": "objective",
 }
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("list", help="list registered encoders, decoders, priors, suites...")
+    parser = sub.add_parser(
+        "list", help="list registered encoders, decoders, priors, objectives, suites..."
+    )
     parser.add_argument("kind", nargs="?", choices=sorted(KINDS_PLURAL), help="default: all")
     parser.set_defaults(func=run)
 

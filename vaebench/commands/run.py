@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
     return value
 
 
@@ -58,6 +59,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--encoders", "--encoder", nargs="+", metavar="NAME")
     p.add_argument("--decoders", "--decoder", nargs="+", metavar="NAME")
     p.add_argument("--priors", "--prior", nargs="+", metavar="NAME")
+    p.add_argument(
+        "--objectives",
+        "--objective",
+        nargs="+",
+        metavar="NAME",
+        help="training objectives: elbo, iwae, beta... (default: the profile's, else elbo)",
+    )
+    p.add_argument(
+        "--grid",
+        default="ofat",
+        choices=["ofat", "full"],
+        help="ofat: vary one part at a time around the suite's baseline combination; full: "
+        "every encoder x decoder x prior x objective (default: ofat)",
+    )
     p.add_argument("--seeds", nargs="+", type=int, metavar="N")
     p.add_argument("--steps", type=_positive_int, help="gradient steps (overrides the profile)")
     p.add_argument("--epochs", type=_positive_int, help="epochs instead of steps")
@@ -70,6 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-k", "--k", type=_positive_int, dest="k", help="importance samples for IW-NLL")
     p.add_argument("--k-ood", type=_positive_int, help="importance samples for OOD scores")
     p.add_argument("--latent-dim", type=_positive_int)
+    p.add_argument("--hidden-dim", type=_positive_int, help="hidden width of the MLPs")
     p.add_argument("--metrics", nargs="+", metavar="NAME", help="metrics (default: the suite's)")
     p.add_argument(
         "--option",
@@ -83,8 +99,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--component-option",
         action="append",
         default=[],
-        metavar="KIND.KEY=VALUE",
-        help="component option, e.g. --component-option prior.components=20",
+        metavar="PART.KEY=VALUE",
+        help="option of a part (encoder, decoder, prior, objective), e.g. prior.components=20 "
+        "or objective.k=50 (repeatable)",
     )
     p.add_argument("--out", help="results directory (default: results/SUITE)")
     p.add_argument("--data-dir", help="where datasets live (default: $VAEBENCH_DATA or cache)")
@@ -147,10 +164,10 @@ def _component_options(items: list[str]) -> dict[str, dict[str, Any]]:
     for item in items:
         head, _, _ = item.partition("=")
         kind, dot, _ = head.partition(".")
-        if not dot or kind not in ("encoder", "decoder", "prior"):
+        if not dot or kind not in ("encoder", "decoder", "prior", "objective"):
             raise ConfigError(
                 f"--component-option {item!r} must look like encoder.KEY=VALUE, "
-                "decoder.KEY=VALUE or prior.KEY=VALUE"
+                "decoder.KEY=VALUE, prior.KEY=VALUE or objective.KEY=VALUE"
             )
         key, value = _key_value(item.split(".", 1)[1])
         out.setdefault(kind, {})[key] = value
@@ -179,6 +196,8 @@ def request_from_args(args: argparse.Namespace) -> Any:
         encoders=args.encoders,
         decoders=args.decoders,
         priors=args.priors,
+        objectives=args.objectives,
+        grid=args.grid,
         seeds=args.seeds,
         steps=args.steps,
         epochs=args.epochs,
@@ -191,6 +210,7 @@ def request_from_args(args: argparse.Namespace) -> Any:
         k=args.k,
         k_ood=args.k_ood,
         latent_dim=args.latent_dim,
+        hidden_dim=args.hidden_dim,
         metrics=args.metrics,
         suite_options=dict(args.option),
         component_options=_component_options(args.component_option),

@@ -1,7 +1,10 @@
 """Priors: standard Gaussian, a trainable mixture of Gaussians, and the VampPrior.
 
 VampPrior: Tomczak & Welling 2018, "VAE with a VampPrior": p(z) = 1/K sum_k q(z | u_k) with
-K learned pseudo-inputs u_k, so the prior is the aggregate posterior of the pseudo-inputs.
+K learned pseudo-inputs u_k, so the prior is the aggregate posterior of the pseudo-inputs. The
+pseudo-inputs live in the data's range through ``pseudo_init``: ``sigmoid`` (u = sigmoid(w)) or
+``hardtanh`` (u = min(max(w, 0), 1), the reference code's parameterisation), with w initialised
+from N(``pseudo_mean``, ``pseudo_std``) (Tomczak & Welling: hardtanh, N(0.05, 0.01) on MNIST).
 
 Every prior here also has the optional ``marginals()`` of the prior contract
 (:mod:`vaebench.contracts`): its one-dimensional marginals p(z_d) as one distribution of batch
@@ -17,6 +20,15 @@ from torch import nn
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from vaebench.contracts import BuildContext
+from vaebench.errors import ConfigError
+
+PSEUDO_INITS = ("sigmoid", "hardtanh")
+VAMP_OPTIONS = {
+    "pseudo_inputs": 50,
+    "pseudo_init": "sigmoid",
+    "pseudo_mean": 0.0,
+    "pseudo_std": 0.1,
+}
 
 
 class StandardNormalPrior(nn.Module):
@@ -67,15 +79,32 @@ class VampPrior(nn.Module):
     still swaps them because it swaps them on the shared module object.
     """
 
-    def __init__(self, encoder: nn.Module, data_dim: int, levels: int, pseudo_inputs: int) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        data_dim: int,
+        levels: int,
+        pseudo_inputs: int,
+        pseudo_init: str = "sigmoid",
+        pseudo_mean: float = 0.0,
+        pseudo_std: float = 0.1,
+    ) -> None:
         super().__init__()
         object.__setattr__(self, "_encoder", encoder)
         self.top = levels - 1
-        # Pseudo-inputs live in the data's range [0, levels-1] through a sigmoid.
-        self.pseudo_logits = nn.Parameter(0.1 * torch.randn(pseudo_inputs, data_dim))
+        self.squash = pseudo_init
+        # Pseudo-inputs live in the data's range [0, levels-1] through a sigmoid or a hard tanh.
+        self.pseudo_logits = nn.Parameter(
+            pseudo_mean + pseudo_std * torch.randn(pseudo_inputs, data_dim)
+        )
+
+    def pseudo_inputs(self) -> torch.Tensor:
+        if self.squash == "hardtanh":
+            return self.top * torch.clamp(self.pseudo_logits, 0.0, 1.0)
+        return self.top * torch.sigmoid(self.pseudo_logits)
 
     def components(self) -> torch.distributions.Distribution:
-        return self._encoder(self.top * torch.sigmoid(self.pseudo_logits))
+        return self._encoder(self.pseudo_inputs())
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         q = self.components()  # batch [K], event [M]
@@ -149,5 +178,26 @@ def build_mixture(ctx: BuildContext) -> MixtureOfGaussiansPrior:
 def build_vamp(ctx: BuildContext) -> VampPrior:
     if ctx.encoder is None:
         raise ValueError("the VampPrior needs the encoder; build the encoder first")
-    k = int(ctx.options.get("pseudo_inputs", 50))
-    return VampPrior(ctx.encoder, ctx.data.dim, ctx.data.levels, k)
+    options = {**VAMP_OPTIONS, **ctx.options}
+    k = options["pseudo_inputs"]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(
+            f"prior 'vamp': option pseudo_inputs must be a whole number >= 1, got {k!r}"
+        )
+    if options["pseudo_init"] not in PSEUDO_INITS:
+        raise ConfigError(
+            f"prior 'vamp': option pseudo_init must be one of {', '.join(PSEUDO_INITS)}, "
+            f"got {options['pseudo_init']!r}"
+        )
+    std = float(options["pseudo_std"])
+    if not std >= 0:
+        raise ConfigError(f"prior 'vamp': option pseudo_std must be >= 0, got {std!r}")
+    return VampPrior(
+        ctx.encoder,
+        ctx.data.dim,
+        ctx.data.levels,
+        k,
+        options["pseudo_init"],
+        float(options["pseudo_mean"]),
+        std,
+    )

@@ -81,8 +81,12 @@ SUITE = Suite(
             "seconds: for tests and smoke checks",
         ),
     },
-    grid=Grid(plugins=("vaebench",)),  # every built-in that fits
+    grid=Grid(
+        plugins=("vaebench",),  # every built-in that fits
+        baseline={"encoder": "mlp-gaussian", "prior": "standard-normal", "objective": "elbo"},
+    ),
     seeds=(0, 1),
     metrics=("likelihood", "collapse", "holes", "ood"),
     options={"limit": None},
+    option_types={"limit": int},
 )

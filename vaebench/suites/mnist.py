@@ -3,9 +3,11 @@
 * Split: train = first 50,000 of the 60,000 training images, validation = last 10,000,
   test = the 10,000 test images.
 * Binarization (option ``binarization``): ``dynamic`` (default; a fresh Bernoulli sample of
-  each training image every time it is drawn, validation/test/OOD sets binarized once with
-  ``binarization_seed``), ``static`` (every split binarized once from ``binarization_seed``), or
-  ``none`` (8-bit grey levels, for the 256-level categorical decoder).
+  each training image every time it is drawn, from the training seed's own stream; validation,
+  test and OOD sets binarized once from ``binarization_seed``, each split from its own stream
+  (:func:`vaebench.streams.split_binarization`)), ``static`` (every split binarized once from
+  ``binarization_seed``), or ``none`` (8-bit grey levels, for the 256-level categorical
+  decoder).
 * OOD sets: the other dataset's test split (Fashion-MNIST for ``mnist`` and MNIST for
   ``fashion-mnist``, the pair where likelihood ranks the OOD set higher: Nalisnick et al. 2019)
   and sets built from the suite's own test images (noise, pixel-permuted, inverted, rotated,
@@ -18,6 +20,7 @@ from typing import Any
 
 import torch
 
+from vaebench import streams
 from vaebench.contracts import Budget, DataSpec, EvalSettings, Grid, Profile, Suite, SuiteData
 from vaebench.errors import ConfigError
 
@@ -84,24 +87,24 @@ def make_loader(name: str, other: str):  # type: ignore[no-untyped-def]
         ood_grey.update(_self_ood(grey["test"]))
         ood_grey = {k: v[:n_ood] for k, v in ood_grey.items()}
 
-        def fixed(x: torch.Tensor, offset: int) -> torch.Tensor:
+        def fixed(x: torch.Tensor, split: str) -> torch.Tensor:
             if mode == "none":
                 return (x * 255).round()
-            return static_binarize(x, seed + offset)
+            return static_binarize(x, streams.split_binarization(seed, split))
 
         train_transform = None
         if mode == "dynamic":
             train, train_transform = grey["train"], dynamic_transform
         else:
-            train = fixed(grey["train"], 0)
-        ood = {k: fixed(v, 10 + i) for i, (k, v) in enumerate(ood_grey.items())}
+            train = fixed(grey["train"], "train")
+        ood = {k: fixed(v, f"ood/{k}") for k, v in ood_grey.items()}
         return SuiteData(
             spec=DataSpec(
                 dim=SIDE * SIDE, levels=256 if mode == "none" else 2, image_shape=(SIDE, SIDE)
             ),
             train=train,
-            val=fixed(grey["val"], 1),
-            test=fixed(grey["test"], 2),
+            val=fixed(grey["val"], "val"),
+            test=fixed(grey["test"], "test"),
             ood=ood,
             train_transform=train_transform,
             provenance={
@@ -115,6 +118,7 @@ def make_loader(name: str, other: str):  # type: ignore[no-untyped-def]
                 "test = the 10,000 test images",
                 "binarization": mode,
                 "binarization_seed": seed,
+                "binarization_streams": streams.SEEDING,
                 "limit": limit,
                 "ood_size": n_ood,
                 "ood_seed": OOD_SEED,
@@ -122,6 +126,83 @@ def make_loader(name: str, other: str):  # type: ignore[no-untyped-def]
         )
 
     return load
+
+
+# Tomczak & Welling 2018 ("VAE with a VampPrior"), one-layer VAE on dynamically binarized MNIST,
+# as their reference code (jmtomczak/vae_vampprior) trains it: gated MLP encoder and decoder
+# 300-300 with He initialisation and the encoder's log-variance bounded to [-6, 2], latent 40,
+# ELBO with the KL weight warmed up over 100 epochs, Adam with per-tensor gradient
+# normalisation, lr 5e-4, batch 100, at most 2000 epochs with early stopping after 50 epochs
+# without improvement, K = 5000. VampPrior: 500 pseudo-inputs, hard-tanh parameterised.
+TOMCZAK2018 = Profile(
+    Budget(
+        steps=None,
+        epochs=2000,
+        batch_size=100,
+        lr=5e-4,
+        eval_every=500,  # one epoch of the 50,000 training images
+        patience=50,
+        checkpoint_every=2500,
+        normalize_gradients=True,
+    ),
+    EvalSettings(k=5000, k_ood=100),
+    "Tomczak & Welling 2018: gated MLP 300-300, latent 40, warm-up 100 epochs, Adam 5e-4, "
+    "early stop 50 epochs, K = 5000 (rows: standard 88.56, VampPrior 85.57 nats)",
+    latent_dim=40,
+    hidden_dim=300,
+    grid=Grid(
+        encoders=("mlp-gaussian",),
+        decoders=("mlp-bernoulli",),
+        priors=("standard-normal", "vamp"),
+        objectives=("elbo",),
+    ),
+    options={
+        "mlp-gaussian": {"activation": "gated", "init": "he", "logvar_bounds": [-6.0, 2.0]},
+        "mlp-bernoulli": {"activation": "gated", "init": "he"},
+        "vamp": {
+            "pseudo_inputs": 500,
+            "pseudo_init": "hardtanh",
+            "pseudo_mean": 0.05,
+            "pseudo_std": 0.01,
+        },
+        "elbo": {"warmup_epochs": 100},
+    },
+    reference="Tomczak & Welling 2018, AISTATS, Table 2 (dynamic MNIST, VAE L = 1)",
+)
+
+# Burda et al. 2015 ("Importance Weighted Autoencoders"), one stochastic layer: 784-200-200
+# tanh to a 50-unit latent and back, batch 20, Adam (eps 1e-4), lr 1e-3 * 10**(-i/7) for 3**i
+# epochs, i = 0..7 (3280 epochs), no early stopping, K = 5000; the VAE and IWAE with k = 5 and 50.
+BURDA2015 = Profile(
+    Budget(
+        steps=None,
+        epochs=sum(3**i for i in range(8)),
+        batch_size=20,
+        lr=1e-3,
+        eval_every=25_000,  # ten epochs of the 50,000 training images
+        patience=None,
+        checkpoint_every=12_500,
+        adam_eps=1e-4,
+        lr_schedule=tuple((3**i, 10 ** (-i / 7)) for i in range(8)),
+    ),
+    EvalSettings(k=5000, k_ood=100),
+    "Burda et al. 2015: tanh MLP 200-200, latent 50, batch 20, 3280 epochs of Adam on a "
+    "decaying schedule, K = 5000; VAE and IWAE k = 5, 50 (rows: VAE 86.76, IWAE k=50 84.78)",
+    latent_dim=50,
+    hidden_dim=200,
+    grid=Grid(
+        encoders=("mlp-gaussian",),
+        decoders=("mlp-bernoulli",),
+        priors=("standard-normal",),
+        objectives=("elbo", "iwae"),
+    ),
+    options={
+        "mlp-gaussian": {"activation": "tanh"},
+        "mlp-bernoulli": {"activation": "tanh"},
+        "iwae": ({"k": 5}, {"k": 50}),
+    },
+    reference="Burda et al. 2015, ICLR 2016, Table 1 (MNIST, one stochastic layer)",
+)
 
 
 def _profiles() -> dict[str, Profile]:
@@ -142,8 +223,11 @@ def _profiles() -> dict[str, Profile]:
                 checkpoint_every=5000,
             ),
             EvalSettings(k=5000, k_ood=1000),
-            "the literature setup: long training with early stopping, K = 5000",
+            "long training with early stopping, K = 5000, on the suite's own model; for a "
+            "paper's rows use its own profile (tomczak2018, burda2015)",
         ),
+        "tomczak2018": TOMCZAK2018,
+        "burda2015": BURDA2015,
         "tiny": Profile(
             Budget(steps=20, batch_size=50, lr=1e-3, eval_every=10, patience=None),
             EvalSettings(k=10, k_ood=5),
@@ -155,13 +239,20 @@ def _profiles() -> dict[str, Profile]:
 def make_suite(name: str, other: str, description: str) -> Suite:
     return Suite(
         name=name,
-        version="1",
+        version="2",
         load=make_loader(name, other),
         description=description,
         latent_dim=16,
         hidden_dim=256,
         profiles=_profiles(),
-        grid=Grid(encoders=None, decoders=None, priors=None),
+        grid=Grid(
+            baseline={
+                "encoder": "mlp-gaussian",
+                "decoder": "mlp-bernoulli",
+                "prior": "standard-normal",
+                "objective": "elbo",
+            }
+        ),
         seeds=(0, 1),
         metrics=("likelihood", "collapse", "holes", "ood"),
         options={
@@ -170,6 +261,7 @@ def make_suite(name: str, other: str, description: str) -> Suite:
             "limit": None,
             "ood_size": 2000,
         },
+        option_types={"limit": int},
     )
 
 
