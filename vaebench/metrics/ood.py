@@ -145,5 +145,7 @@ OOD = MetricSpec(
     higher_is_better=True,
     needs=frozenset({"ood", "iw"}),
     section="ood",
+    columns=("ood/*/*/auroc", "ood/*/*/auprc", "ood/*/*/fpr95"),
+    headline="ood/*/*/auroc",
     table_per=1,
 )

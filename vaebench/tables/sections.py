@@ -11,6 +11,7 @@ the same model, so every format, the escaping and the bold/dagger marks apply to
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,11 +47,23 @@ class Placement:
     table_per: int | None = None
 
     def owns(self, names: Iterable[str]) -> list[str]:
-        """The outputs among ``names`` this metric's table shows, in its order."""
+        """The outputs among ``names`` this metric's table shows, in its order (a column may
+        be a shell-style pattern: ``ood/*/*/auroc``)."""
         names = list(names)
-        if self.columns:
-            return [c for c in self.columns if c in names]
-        return [n for n in names if n.startswith(f"{self.metric}/")]
+        if not self.columns:
+            return [n for n in names if n.startswith(f"{self.metric}/")]
+        matched = (fnmatch.filter(names, c) if _is_pattern(c) else [c] for c in self.columns)
+        return list(dict.fromkeys(n for group in matched for n in group if n in names))
+
+    def headline_in(self, metrics: Sequence[str]) -> str | None:
+        """The first of ``metrics`` that is this metric's headline (or matches its pattern)."""
+        if self.headline is None:
+            return None
+        return next((m for m in metrics if fnmatch.fnmatchcase(m, self.headline)), None)
+
+
+def _is_pattern(column: str) -> bool:
+    return any(c in column for c in "*?[")
 
 
 @dataclass(frozen=True)
@@ -124,7 +137,7 @@ def section_tables(
                 parts.setdefault(value, []).append((placement, [name]))
         for value, members in parts.items():
             metrics = tuple(dict.fromkeys(n for _, owned in members for n in owned))
-            headlines = [p.headline for p, _ in members if p.headline in metrics]
+            headlines = [h for p, _ in members if (h := p.headline_in(metrics))]
             directed = [h for h in headlines if infos[h].higher_is_better is not None]
             tables.append(
                 SectionTable(
