@@ -6,15 +6,24 @@ are split between them and, where there are several GPUs, each worker takes one.
 watches every worker: one that dies (killed, out of memory) or runs past ``timeout`` is
 replaced, and its unit is tried again up to ``retries`` times, then reported as lost with the
 reason. Only the parent sees results, so records keep one writer.
+
+Workers die with the parent: a worker left running after its parent was killed would go on
+training and writing checkpoints for a key whose lock died with the parent, racing the next
+run. On Linux the kernel kills them (``PR_SET_PDEATHSIG``) the moment the parent dies;
+everywhere a watchdog thread in each worker exits it within :data:`ORPHAN_CHECK_S` seconds of
+the parent's death.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing as mp
 import os
 import pickle
 import signal
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +32,9 @@ from typing import Any
 
 from vaebench.contracts import ExecutorSpec
 from vaebench.errors import ConfigError
+
+ORPHAN_CHECK_S = 0.5
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 class WorkerLost(RuntimeError):
@@ -45,9 +57,29 @@ def portable(exc: BaseException) -> BaseException:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
 
 
-def _worker_main(conn: Connection, slot: int, threads: int) -> None:
+def _die_with(parent: int) -> None:
+    """End this process when ``parent`` (its parent's pid when it started) is gone."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The parent may have died before prctl took effect; and elsewhere there is no prctl.
+    # An orphan is re-parented (to init or a subreaper), so its parent pid changes.
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK_S)
+        os._exit(1)  # no cleanup: nothing of this unit may be written after the parent died
+
+    threading.Thread(target=watch, name="vaebench-orphan-watchdog", daemon=True).start()
+
+
+def _worker_main(conn: Connection, slot: int, threads: int, parent: int | None = None) -> None:
     """A worker's loop: receive ``(fn, unit)``, send back ``(True, result)`` or
-    ``(False, exception)``; ``None`` ends it."""
+    ``(False, exception)``; ``None`` ends it. With ``parent`` (the parent's pid), the worker
+    dies when the parent does."""
+    if parent is not None:
+        _die_with(parent)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(threads)
     import torch
@@ -78,7 +110,10 @@ class _Worker:
         self.slot = slot
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(
-            target=_worker_main, args=(child, slot, threads), daemon=True, name=f"vaebench-{slot}"
+            target=_worker_main,
+            args=(child, slot, threads, os.getpid()),
+            daemon=True,
+            name=f"vaebench-{slot}",
         )
         self.process.start()
         child.close()

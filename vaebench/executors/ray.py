@@ -5,6 +5,11 @@ for the run (``jobs`` CPUs if given) and stops it at the end. Each task asks for
 (its torch threads) and ``gpus`` GPUs (default: one where the cluster has GPUs, else none).
 Ray retries a task whose worker or node died up to ``retries`` times; after that the unit is
 reported lost with Ray's reason. Results come back to this process, which alone writes records.
+
+Units run as tasks, never as actors, so nothing of vaebench outlives the driver: a killed
+driver's local cluster goes down with it (Ray ties it to the driver's life) and takes the
+running tasks' workers with it (tests/faults/test_workers.py kills a driver mid-unit); on a
+cluster joined by address, Ray ends a dead driver's tasks as it ends its job.
 """
 
 from __future__ import annotations
