@@ -55,6 +55,19 @@ def vaebench_register_decoders(register: Register) -> None:
             options=mlp.MLP_OPTIONS,
         )
     )
+    from vaebench.components import logistic
+
+    register(
+        ComponentSpec(
+            "mlp-logistic-mixture",
+            "decoder",
+            logistic.build_mlp_decoder,
+            "MLP to a discretized logistic mixture per pixel and channel (8-bit data; Salimans "
+            "et al. 2017)",
+            fits=lambda data: data.levels == 256,
+            options=logistic.MIXTURE_OPTIONS,
+        )
+    )
 
 
 @hookimpl(trylast=True)
@@ -110,6 +123,39 @@ def vaebench_register_datasets(register: Register) -> None:
             "scikit-learn's 8x8 digits, 1797 x 64 with levels 0..16 (embedded)",
         )
     )
+    from vaebench.data.caltech import load_caltech_silhouettes
+    from vaebench.data.cifar10 import load_cifar10
+    from vaebench.data.omniglot import load_omniglot
+    from vaebench.data.svhn import load_svhn
+
+    register(
+        DatasetSpec(
+            "cifar10",
+            load_cifar10,
+            "CIFAR-10, 50k+10k 32x32x3 uint8 (the official binary archive; md5 checked)",
+        )
+    )
+    register(
+        DatasetSpec(
+            "svhn",
+            load_svhn,
+            "SVHN cropped digits, 73,257+26,032 (+531,131 extra) 32x32x3 uint8 (.mat; md5 checked)",
+        )
+    )
+    register(
+        DatasetSpec(
+            "omniglot",
+            load_omniglot,
+            "Omniglot 28x28 of Burda et al. 2015, 24,345+8,070 grey in [0, 1] (chardata.mat)",
+        )
+    )
+    register(
+        DatasetSpec(
+            "caltech101-silhouettes",
+            load_caltech_silhouettes,
+            "Caltech-101 Silhouettes 28x28 binary, split 1: 4,100/2,264/2,307 (.mat)",
+        )
+    )
 
 
 @hookimpl(trylast=True)
@@ -119,6 +165,12 @@ def vaebench_register_suites(register: Register) -> None:
     register(digits.SUITE)
     register(mnist.MNIST)
     register(mnist.FASHION_MNIST)
+    from vaebench.suites import caltech, colour, omniglot
+
+    register(colour.CIFAR10)
+    register(colour.SVHN)
+    register(omniglot.OMNIGLOT)
+    register(caltech.CALTECH)
 
 
 @hookimpl(trylast=True)
