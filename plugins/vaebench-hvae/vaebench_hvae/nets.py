@@ -1,7 +1,7 @@
 """The networks of the two-layer model: hidden layers of three kinds, networks of one input or
 of two joined inputs, and Gaussian heads.
 
-* ``leaky-relu``: Linear then LeakyReLU, as vaebench's built-in MLPs;
+* ``leaky_relu``: Linear then LeakyReLU, as vaebench's built-in MLPs;
 * ``tanh``: Linear then tanh (Burda et al. 2015);
 * ``gated``: ``Linear_h(a) * sigmoid(Linear_g(a))`` (the GatedDense of Tomczak & Welling 2018).
 
@@ -103,26 +103,25 @@ class JoinedNet(nn.Module):
 
 class GaussianHead(nn.Module):
     """Maps a network's output of ``2 * latent`` units to a diagonal Normal's mean and scale,
-    the log-variance clamped to ``[logvar_min, logvar_max]`` where bounds are given (Tomczak &
+    the log-variance clamped to ``bounds`` where they are given (Tomczak &
     Welling's hardtanh(-6, 2)). Burda et al.'s ``sigma = exp(Linear)`` is the same family:
     ``exp(0.5 * logvar)`` with ``logvar`` a Linear output."""
 
-    def __init__(self, latent: int, logvar_min: float | None, logvar_max: float | None) -> None:
+    def __init__(self, latent: int, bounds: tuple[float, float] | None) -> None:
         super().__init__()
         self.latent = latent
-        self.logvar_min = logvar_min
-        self.logvar_max = logvar_max
+        self.bounds = bounds
 
     def forward(self, out: torch.Tensor) -> torch.distributions.Normal:
         mu, logvar = out.split(self.latent, dim=-1)
-        if self.logvar_min is not None or self.logvar_max is not None:
-            logvar = logvar.clamp(self.logvar_min, self.logvar_max)
+        if self.bounds is not None:
+            logvar = logvar.clamp(*self.bounds)
         return torch.distributions.Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
 
 
 def initialise(module: nn.Module, init: str) -> None:
     """``he``: every Linear weight drawn from N(0, 2 / fan_in), biases as torch leaves them
-    (Tomczak & Welling's reference code); ``torch``: torch's defaults, untouched."""
+    (Tomczak & Welling's reference code); ``default``: torch's defaults, untouched."""
     if init != "he":
         return
     with torch.no_grad():

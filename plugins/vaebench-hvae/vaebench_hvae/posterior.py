@@ -95,8 +95,8 @@ class HierarchicalEncoder(nn.Module):
             self.second: nn.Module = Net(first, s.hidden_top, 2 * second, s.activation)
         else:  # q(z1 | x, z2)
             self.second = JoinedNet(data.dim, first, s.hidden, 2 * second, s.activation)
-        self.first_head = GaussianHead(first, s.logvar_min, s.logvar_max)
-        self.second_head = GaussianHead(second, s.logvar_min, s.logvar_max)
+        self.first_head = GaussianHead(first, s.logvar_bounds)
+        self.second_head = GaussianHead(second, s.logvar_bounds)
         initialise(self, s.init)
 
     def forward(self, x: torch.Tensor) -> TwoLayerPosterior:

@@ -70,7 +70,7 @@ class HierarchicalPrior(nn.Module):
         s = self.settings = settings
         self.top = top
         self.net = Net(s.z2, s.hidden_top, 2 * s.z1, s.activation)
-        self.head = GaussianHead(s.z1, s.logvar_min, s.logvar_max)
+        self.head = GaussianHead(s.z1, s.logvar_bounds)
         initialise(self.net, s.init)
 
     def conditional(self, z2: torch.Tensor) -> Normal:

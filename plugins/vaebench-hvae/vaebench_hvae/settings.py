@@ -21,8 +21,9 @@ from vaebench.contracts import BuildContext
 from vaebench.errors import ConfigError, ContractError
 
 FORMS = ("burda", "tomczak")
-ACTIVATIONS = ("leaky-relu", "tanh", "gated")
-INITS = ("torch", "he")
+# The names of vaebench's MLP options for the same choices.
+ACTIVATIONS = ("leaky_relu", "tanh", "gated")
+INITS = ("default", "he")
 TOPS = ("standard-normal", "vamp")
 
 # Burda et al. 2015 (yburda/iwae, experiments.py, two stochastic layers): tanh layers of 200
@@ -38,7 +39,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "hidden": 200,
         "hidden_top": 100,
         "activation": "tanh",
-        "init": "torch",
+        "init": "default",
         "top": "standard-normal",
     },
     "tomczak2018": {
@@ -49,8 +50,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "hidden_top": 300,
         "activation": "gated",
         "init": "he",
-        "logvar_min": -6.0,
-        "logvar_max": 2.0,
+        "logvar_bounds": (-6.0, 2.0),
         "top": "vamp",
         "pseudo_inputs": 500,
     },
@@ -66,8 +66,7 @@ NETWORK_OPTIONS: dict[str, Any] = {
     "hidden_top": None,
     "activation": None,
     "init": None,
-    "logvar_min": None,
-    "logvar_max": None,
+    "logvar_bounds": None,
 }
 PRIOR_OPTIONS: dict[str, Any] = {
     **{k: v for k, v in NETWORK_OPTIONS.items() if k != "form"},
@@ -87,8 +86,7 @@ class Settings:
     hidden_top: int
     activation: str
     init: str
-    logvar_min: float | None
-    logvar_max: float | None
+    logvar_bounds: tuple[float, float] | None
     top: str
     pseudo_inputs: int
 
@@ -137,13 +135,20 @@ class _Options:
             )
         return value
 
-    def number(self, name: str) -> float | None:
+    def bounds(self, name: str) -> tuple[float, float] | None:
         value = self.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{self.who}: option {name} must be a number, got {value!r}")
-        return float(value)
+        numbers = isinstance(value, list | tuple) and len(value) == 2
+        numbers = numbers and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        )
+        if not numbers or not value[0] < value[1]:
+            raise ConfigError(
+                f"{self.who}: option {name} must be [low, high] with low < high (e.g. "
+                f"{name}=[-6,2]), got {value!r}"
+            )
+        return float(value[0]), float(value[1])
 
 
 def resolve(ctx: BuildContext, who: str, follow: Settings | None = None) -> Settings:
@@ -152,11 +157,6 @@ def resolve(ctx: BuildContext, who: str, follow: Settings | None = None) -> Sett
     opts = _Options(ctx.options, who)
     z1, z2 = _split(opts, ctx.latent_dim, who, follow)
     hidden = opts.integer("hidden", ctx.hidden_dim)
-    logvar_min, logvar_max = opts.number("logvar_min"), opts.number("logvar_max")
-    if logvar_min is not None and logvar_max is not None and not logvar_min < logvar_max:
-        raise ConfigError(
-            f"{who}: logvar_min ({logvar_min}) must be below logvar_max ({logvar_max})"
-        )
     default_form = follow.form if follow is not None else "burda"
     return Settings(
         form=opts.choice("form", FORMS, default_form),
@@ -164,10 +164,9 @@ def resolve(ctx: BuildContext, who: str, follow: Settings | None = None) -> Sett
         z2=z2,
         hidden=hidden,
         hidden_top=opts.integer("hidden_top", hidden),
-        activation=opts.choice("activation", ACTIVATIONS, "leaky-relu"),
-        init=opts.choice("init", INITS, "torch"),
-        logvar_min=logvar_min,
-        logvar_max=logvar_max,
+        activation=opts.choice("activation", ACTIVATIONS, "leaky_relu"),
+        init=opts.choice("init", INITS, "default"),
+        logvar_bounds=opts.bounds("logvar_bounds"),
         top=opts.choice("top", TOPS, "standard-normal"),
         pseudo_inputs=opts.integer("pseudo_inputs", 50),
     )
