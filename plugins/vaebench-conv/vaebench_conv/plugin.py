@@ -11,6 +11,7 @@ from vaebench.contracts import BuildContext, ComponentSpec, DataSpec
 from vaebench.hookspecs import Register, hookimpl
 
 PIXELCNN = {"channels": 32, "layers": 4, "z_channels": 4}
+LOGISTIC = {"mixtures": 5}
 
 
 def fits_conv(data: DataSpec) -> bool:
@@ -23,6 +24,15 @@ def fits_conv(data: DataSpec) -> bool:
         and shape[0] % 4 == 0
         and shape[1] % 4 == 0
     )
+
+
+def fits_conv_any(data: DataSpec) -> bool:
+    """Grey images as :func:`fits_conv`, or ``(C, H, W)`` images of 1 or 3 channels with both
+    sides divisible by 4 (32x32x3 CIFAR-10, SVHN)."""
+    shape = data.image_shape
+    if shape is not None and len(shape) == 3 and shape[0] in (1, 3):
+        return shape[0] * shape[1] * shape[2] == data.dim and shape[1] % 4 == 0 == shape[2] % 4
+    return fits_conv(data)
 
 
 def fits_pixelcnn(data: DataSpec) -> bool:
@@ -47,6 +57,13 @@ def build_decoder(ctx: BuildContext) -> Any:
     return ConvDecoder(ctx.data, _hidden(ctx), ctx.latent_dim)
 
 
+def build_logistic_decoder(ctx: BuildContext) -> Any:
+    from vaebench_conv.conv import ConvLogisticMixtureDecoder
+
+    mixtures = int(ctx.options.get("mixtures", LOGISTIC["mixtures"]))
+    return ConvLogisticMixtureDecoder(ctx.data, _hidden(ctx), ctx.latent_dim, mixtures)
+
+
 def build_pixelcnn(ctx: BuildContext) -> Any:
     from vaebench_conv.pixelcnn import PixelCNNDecoder
 
@@ -64,7 +81,7 @@ def vaebench_register_encoders(register: Register) -> None:
             "encoder",
             build_encoder,
             "two strided convolutions and a linear layer to a diagonal Gaussian q(z|x)",
-            fits=fits_conv,
+            fits=fits_conv_any,
         )
     )
 
@@ -87,6 +104,17 @@ def vaebench_register_decoders(register: Register) -> None:
             build_decoder,
             "a linear layer and two transposed convolutions to a categorical per pixel",
             fits=lambda data: 2 < data.levels <= 256 and fits_conv(data),
+        )
+    )
+    register(
+        ComponentSpec(
+            "conv-logistic-mixture",
+            "decoder",
+            build_logistic_decoder,
+            "the same network to a discretized logistic mixture per pixel and channel (8-bit "
+            "grey or colour images; Salimans et al. 2017)",
+            fits=lambda data: data.levels == 256 and fits_conv_any(data),
+            options=LOGISTIC,
         )
     )
     register(
