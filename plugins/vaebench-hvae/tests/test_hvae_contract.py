@@ -42,8 +42,15 @@ class TestHvaeContract(ContractSuite):
         ("decoder", "hvae-decoder", {"form": "tomczak"}, {"encoder": "hvae-encoder"}),
         ("prior", "hvae-prior", {"top": "vamp", "pseudo_inputs": 5}, {}),
         ("prior", "hvae-prior", {"top": "vamp", "pseudo_inputs": 5}, {"encoder": "hvae-encoder"}),
+        ("encoder", "hvae-encoder", {}, {"prior": "vamp"}),
     ],
-    ids=["encoder-tomczak", "decoder-tomczak", "vamp-top-mlp-encoder", "vamp-top-hvae-encoder"],
+    ids=[
+        "encoder-tomczak",
+        "decoder-tomczak",
+        "vamp-top-mlp-encoder",
+        "vamp-top-hvae-encoder",
+        "builtin-vamp-over-hvae-encoder",
+    ],
 )
 def test_contract_of_each_variant(kind: str, name: str, options: dict, partners: dict) -> None:
     check_component(kind, name, BINARY_VECTOR_SPEC, options=options, partners=partners)

@@ -38,6 +38,7 @@ from vaebench.metrics.collapse import (
     mean_and_stderr,
     prior_marginals,
 )
+from vaebench_hvae.settings import Settings
 
 NAME = "hvae-collapse"
 _KL_SALT = 301
@@ -47,7 +48,7 @@ def layer_split(model: Any) -> tuple[int, int] | None:
     """(M1, M2) from the first of the model's encoder, prior, decoder that has layers."""
     for part in (model.encoder, model.prior, model.decoder):
         settings = getattr(part, "settings", None)
-        if settings is not None and hasattr(settings, "z1") and hasattr(settings, "z2"):
+        if isinstance(settings, Settings):
             return settings.z1, settings.z2
     return None
 
