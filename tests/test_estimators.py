@@ -423,10 +423,7 @@ def _noise_metric(name: str):  # type: ignore[no-untyped-def]
 def test_a_metric_draws_the_same_noise_whatever_other_metrics_run(
     wrong_model: VAE, data: torch.Tensor
 ) -> None:
-    # BUG (vaebench/evaluate.py, evaluate): each metric is seeded with
-    # settings.seed + 7919 * (index + 1), its position in the list, so adding or removing
-    # another metric changes its noise, against the module's promise that "results do not
-    # depend on which other metrics were selected".
+    # Each metric is seeded from settings.seed and its own name, not its place in the list.
     settings = EvalSettings(k=5, k_ood=5)
     args = (wrong_model, suite_data(data), settings)
     alone, _ = evaluate(*args, [_noise_metric("b")], torch.device("cpu"), M)

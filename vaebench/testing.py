@@ -363,6 +363,7 @@ def check_sampling(h: Harness) -> None:
 # whatever the component does, so a wrong sampler can make it noisy, never make it pass.
 DENSITY_TOLERANCE = 0.1  # nats: |log estimate| allowed
 MAX_STANDARD_ERROR = 0.03  # nats: above this the estimate cannot tell 1 from 1.1
+MAX_SCORED_PER_LATENT = 1 << 17  # pixels x levels a decoder check scores, per z
 _DENSITY_SEED = 20240
 
 
@@ -527,12 +528,24 @@ def decoder_normaliser(
         torch.manual_seed(seed)
         x0 = decoder(z).sample()  # [Z, D]
         n_z, dim = x0.shape
-        varied = x0[:, None, None, :].repeat(1, dim, levels, 1)  # [Z, D, L, D]
+        if dim * levels > MAX_SCORED_PER_LATENT:
+            raise ContractError(
+                f"decoder density check: {dim} pixels x {levels} levels = {dim * levels} images "
+                f"to score per z, over the {MAX_SCORED_PER_LATENT} this check affords; check "
+                "the decoder on smaller data (data_specs)"
+            )
         steps = torch.arange(levels, dtype=x0.dtype)
-        for d in range(dim):
-            varied[:, d, :, d] = steps
-        scores = _decoder_log_probs(decoder, z, varied.reshape(n_z, dim * levels, dim))
-        conditional = torch.softmax(scores.double().reshape(n_z, dim, levels), -1)
+        block = max(1, 4096 // levels)  # pixels varied per call: bounded memory
+        parts = []
+        for first in range(0, dim, block):
+            pixels = range(first, min(dim, first + block))
+            varied = x0[:, None, None, :].repeat(1, len(pixels), levels, 1)  # [Z, b, L, D]
+            for i, d in enumerate(pixels):
+                varied[:, i, :, d] = steps
+            rows = varied.reshape(n_z, len(pixels) * levels, dim)
+            parts.append(_decoder_log_probs(decoder, z, rows).reshape(n_z, len(pixels), levels))
+        scores = torch.cat(parts, 1)
+        conditional = torch.softmax(scores.double(), -1)
         proposal = 0.98 * conditional + 0.02 / levels
         draws = torch.multinomial(proposal.reshape(-1, levels), n, True, generator=g)
         x = draws.reshape(n_z, dim, n).transpose(1, 2)  # [Z, n, D]
