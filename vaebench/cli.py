@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from vaebench import __version__
 from vaebench.errors import VaebenchError
 
+# Exit statuses: 0 done, 1 a verdict (every result failed; compare: a regression), 2 bad input,
+# 3 incomplete (run: seeds left to another run), 4 an internal error, 130 interrupted.
+EXIT_INTERNAL = 4
 COMMANDS = ("run", "plugins", "list", "export", "leaderboard", "compare", "report")
 
 
@@ -52,6 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             "vaebench: interrupted; finished results are kept, run again to resume", file=sys.stderr
         )
         return 130
+    except Exception:  # a bug, not bad input: the traceback, and a status no command gives
+        import traceback
+
+        traceback.print_exc()
+        print(
+            f"vaebench: internal error (exit status {EXIT_INTERNAL}); finished results are kept",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

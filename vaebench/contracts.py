@@ -337,8 +337,9 @@ class MetricSpec:
     ``"likelihood"``, ``"collapse"`` (collapse and holes), ``"ood"`` or ``"other"``;
     ``columns`` lists the outputs its table shows, in order, as names or shell-style patterns
     (empty: every output named ``<name>/...``; outputs not listed go to "other"); ``headline``
-    is the output (or pattern) the section is ranked by; ``table_per`` splits the outputs into one table per value of the ``/``-separated
-    name part at that index (the ``ood`` metric's 1: a table per score).
+    is the output (or pattern) the section is ranked by; ``table_per`` splits the outputs into
+    one table per value of the ``/``-separated name part at that index (the ``ood`` metric's 1:
+    a table per score).
     """
 
     name: str

@@ -14,6 +14,7 @@ import math
 import time
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ import torch
 
 from vaebench import results, streams
 from vaebench.batched import NotVectorizable, fit_batched
-from vaebench.contracts import BuildContext, DataSpec, Suite, SuiteData, as_module
+from vaebench.contracts import BuildContext, DataSpec, Progress, Suite, SuiteData, as_module
 from vaebench.environment import environment, keep_freed_memory
 from vaebench.errors import ConfigError, ContractError, VaebenchError
 from vaebench.evaluate import evaluate
@@ -332,3 +333,69 @@ class _SeedRun:
         self.record["wall_seconds"] = shared_seconds
         self.record["created"] = _now()
         return {"record": self.record, "artifacts": self.artifacts}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Measured per-step and per-chunk costs of one unit's model, and what they add up to."""
+
+    step_seconds: float
+    train_seconds: float
+    eval_seconds: float
+
+
+def estimate_unit(unit: Unit, host: PluginHost | None = None, steps: int = 3) -> Estimate:
+    """Time a few training steps and one evaluation chunk of ``unit``'s model (seed 0's
+    initialisation, the unit's objective and batch size) and scale them to the budget: training
+    at most ``total_steps`` steps per seed, evaluation ``k`` samples per test point and
+    ``k_ood`` per OOD point (the other metrics add about half again). Early stopping and
+    vectorised seeds make the real time shorter; the measured step is on this machine, now."""
+    host = host or default_host()
+    suite: Suite = host.get("suite", unit.suite)
+    device = resolve_device(unit.device)
+    data = data_on(
+        load_suite_data(suite, {**unit.suite_options, "data_dir": unit.data_dir}), device
+    )
+    objective = build_objective(host, unit)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(
+            host,
+            unit.combination,
+            {kind: c["options"] for kind, c in unit.components.items()},
+            data.spec,
+            unit.latent_dim,
+            unit.hidden_dim,
+        ).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=unit.budget.lr)
+    batch = data.train[: min(unit.budget.batch_size, data.train.shape[0])]
+    if data.train_transform is not None:
+        batch = data.train_transform(batch, torch.Generator(device=device).manual_seed(0))
+    progress = Progress(0, unit.budget.steps_per_epoch(data.train.shape[0]))
+
+    def step() -> None:
+        loss = objective.loss(model.log_weights(batch, objective.samples), progress)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()  # first call: allocations and lazy initialisation
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    step_seconds = (time.perf_counter() - started) / steps
+    model.eval()
+    rows = 1024
+    with torch.no_grad():
+        x = data.test[: max(1, rows // 8)]
+        started = time.perf_counter()
+        model.log_weights(x, 8)
+        chunk_seconds = (time.perf_counter() - started) * rows / (8 * x.shape[0])
+    n_ood = sum(int(v.shape[0]) for v in data.ood.values())
+    eval_rows = unit.eval.k * data.test.shape[0] + unit.eval.k_ood * n_ood
+    total_steps = unit.budget.total_steps(data.train.shape[0])
+    return Estimate(
+        step_seconds=step_seconds,
+        train_seconds=step_seconds * total_steps * len(unit.seeds),
+        eval_seconds=1.5 * chunk_seconds * eval_rows / rows * len(unit.seeds),
+    )

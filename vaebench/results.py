@@ -34,7 +34,7 @@ from vaebench.atomic import atomic_write_bytes, check_writable, plain_file_mode
 from vaebench.errors import ConfigError, VaebenchError
 
 # What the writers write. 2 adds the objective to the combination and the seeding scheme.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 READABLE_SCHEMAS = (1, 2)
 # How schema-1 records are read: they predate objectives and random streams.
 LEGACY_OBJECTIVE = "elbo"

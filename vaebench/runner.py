@@ -69,6 +69,7 @@ class Unit:
     progress: bool = False
     checkpoints: bool = True
     variants: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    defaults: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     def only(self, indices: Sequence[int]) -> Unit:
         """This unit with only the seeds at ``indices`` (to resume a partly finished unit)."""
@@ -107,7 +108,10 @@ class Unit:
                 "options": dict(self.suite_options),
             },
             "combination": dict(self.combination),
-            "components": self.components,
+            "components": {
+                kind: {**c, "defaults": dict(self.defaults.get(kind, {}))}
+                for kind, c in self.components.items()
+            },
             "seed": self.seeds[index],
             "seeding": streams.SEEDING,
             "latent_dim": self.latent_dim,
@@ -545,6 +549,7 @@ def plan(request: RunRequest, host: PluginHost | None = None) -> list[Unit]:
             results.stem(suite.name, combination, s, k) for s, k in zip(seeds, keys, strict=True)
         )
         variants = {kind: combo[kind].variant for kind in PARTS if combo[kind].variant}
+        defaults = {kind: dict(host.get(kind, combo[kind].name).options) for kind in PARTS}
         for first in range(0, len(seeds), seed_batch):
             batch = slice(first, first + seed_batch)
             units.append(
@@ -571,6 +576,7 @@ def plan(request: RunRequest, host: PluginHost | None = None) -> list[Unit]:
                     precision=request.precision,
                     progress=request.progress,
                     variants=variants,
+                    defaults=defaults,
                 )
             )
     return units
@@ -611,8 +617,10 @@ def _failed_outcomes(unit: Unit, exc: BaseException) -> list[dict[str, Any]]:
 
 
 def write_outcome(root: Path, outcome: Mapping[str, Any]) -> dict[str, Any]:
-    """Artifacts first, then the record (the record is what marks a key done)."""
+    """Artifacts first, then the record (the record is what marks a key done). The record is
+    held to :class:`vaebench.results.Record` before anything is written."""
     record = dict(outcome["record"])
+    results.check_record(record)
     stem = record["stem"]
     if outcome.get("artifacts"):
         folder = results.artifact_dir(root, stem)

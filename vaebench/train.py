@@ -183,13 +183,16 @@ def save_payload(path: Path, payload: dict[str, Any], write: Callable[[Path, byt
     write(path, buffer.getvalue())
 
 
+CHECKPOINT_FIELDS = ("seeds", "width", "states", "step", "elapsed", "running")
+
+
 def load_checkpoint(path: Path | None, device: torch.device, kind: str) -> dict[str, Any] | None:
     """A checkpoint's payload if ``path`` holds one of this ``kind`` (the width's name), else
-    None."""
-    if path is None or not path.exists():
-        return None
-    state = torch.load(path, map_location=device, weights_only=True)
-    return state if state.get("kind") == kind else None
+    None; an unreadable one is set aside with a warning (:mod:`vaebench.checkpoints`) and
+    training starts from scratch."""
+    from vaebench.checkpoints import read_checkpoint
+
+    return read_checkpoint(path, device, kind, required=CHECKPOINT_FIELDS)
 
 
 @dataclass

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vaebench.errors import ConfigError
+from vaebench.formats import FORMATS
 
 
 def _positive_int(text: str) -> int:
@@ -152,7 +153,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--format",
         default="md",
-        choices=["md", "latex", "csv", "json", "html"],
+        choices=FORMATS,
         help="table format printed at the end (default: md)",
     )
     p.add_argument("--no-progress", dest="progress", action="store_false")
@@ -241,16 +242,79 @@ def bf16_warning(precision: str, device: str) -> str | None:
     )
 
 
+# Exit status of a run that left seeds to another run holding their keys: its tables are
+# incomplete, so a script doing `run && compare` must not go on as if they were finished.
+EXIT_BUSY = 3
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def describe_plan(request: Any, units: list[Any], estimates: dict[int, Any] | None = None) -> str:
+    """What a run will do: its combinations and seeds, the budget, and (with ``estimates``, by
+    unit index) the time each combination's measured step and evaluation chunk add up to."""
+    combos: dict[str, list[int]] = {}
+    for index, unit in enumerate(units):
+        combos.setdefault(unit.label, []).append(index)
+    seeds = sorted({s for unit in units for s in unit.seeds})
+    unit = units[0]
+    budget = unit.budget
+    length = f"{budget.steps:,} steps" if budget.steps else f"{budget.epochs:,} epochs"
+    stop = (
+        f", early stop after {budget.patience} validations without improvement"
+        if budget.patience
+        else ""
+    )
+    lines = [
+        f"plan: suite {unit.suite}, profile {unit.profile}, grid {request.grid}: "
+        f"{len(combos)} combination(s) x {len(seeds)} seed(s) ({', '.join(map(str, seeds))})",
+        f"  budget: up to {length} of batch {budget.batch_size}{stop}; evaluation K = "
+        f"{unit.eval.k}, OOD K = {unit.eval.k_ood}",
+    ]
+    total = 0.0
+    for label, indices in combos.items():
+        line = f"  {label}"
+        if estimates is not None:
+            found = [estimates[i] for i in indices if i in estimates]
+            if found:
+                train = sum(e.train_seconds for e in found)
+                evaluation = sum(e.eval_seconds for e in found)
+                total += train + evaluation
+                line += (
+                    f": training at most {_duration(train)} ({found[0].step_seconds * 1000:.0f}"
+                    f" ms/step measured), evaluation about {_duration(evaluation)}"
+                )
+        lines.append(line)
+    if estimates:
+        lines.append(
+            f"  estimate: at most {_duration(total)} in all, one unit after another (early "
+            "stopping and vectorised seeds make it shorter)"
+        )
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     import sys
 
     from vaebench.api import run as api_run
+    from vaebench.pipeline import estimate_unit
+    from vaebench.runner import plan
     from vaebench.tables import render_run
 
     request = request_from_args(args)
     warning = bf16_warning(request.precision, request.device)
     if warning:
         print(f"vaebench: {warning}", file=sys.stderr)
+    units = plan(request)
+    estimates = None
+    if request.progress:  # a person is watching: measure a step per combination (seconds)
+        estimates = {i: estimate_unit(unit) for i, unit in enumerate(units)}
+    print(describe_plan(request, units, estimates), file=sys.stderr)
     summary = api_run(request)
     print(
         f"{len(summary.records)} result(s) in {summary.out_dir}: {summary.ran} trained now, "
@@ -271,4 +335,11 @@ def run(args: argparse.Namespace) -> int:
 
         write_per_seed_csv(summary.records, args.csv)
         print(f"wrote {args.csv}", file=sys.stderr)
+    if summary.busy:
+        print(
+            f"vaebench: {summary.busy} seed(s) were left to another run that holds their keys; "
+            f"these results are incomplete (exit status {EXIT_BUSY}): run again when it ends",
+            file=sys.stderr,
+        )
+        return EXIT_BUSY
     return 1 if summary.failed and summary.failed == len(summary.records) else 0

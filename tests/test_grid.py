@@ -1,0 +1,231 @@
+"""Planning: the objective as a fourth part, the one-factor-at-a-time grid, profiles that carry
+a set-up, and the checks on options and seeds that run before anything trains."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vaebench import streams
+from vaebench.contracts import Budget, EvalSettings, Grid, Profile
+from vaebench.errors import ConfigError
+from vaebench.runner import Choice, RunRequest, combine, plan
+
+TINY = {"suite": "digits", "profile": "tiny", "progress": False}
+
+
+def request(**changes):  # type: ignore[no-untyped-def]
+    return RunRequest(**{**TINY, **changes})
+
+
+def labels(units) -> list[str]:  # type: ignore[no-untyped-def]
+    return [u.label for u in units]
+
+
+def choice(name: str) -> Choice:
+    return Choice(name, {})
+
+
+def test_one_factor_at_a_time_grows_with_the_sum_of_the_parts_and_full_with_the_product() -> None:
+    choices = {
+        "encoder": [choice("e1"), choice("e2"), choice("e3")],
+        "decoder": [choice("d1"), choice("d2")],
+        "prior": [choice("p1"), choice("p2"), choice("p3")],
+        "objective": [choice("o1"), choice("o2")],
+    }
+    baseline = {"encoder": "e2", "prior": "p3"}
+    ofat = combine(choices, baseline, "ofat")
+    assert len(ofat) == 1 + 2 + 1 + 2 + 1
+    assert {k: c.name for k, c in ofat[0].items()} == {
+        "encoder": "e2",
+        "decoder": "d1",
+        "prior": "p3",
+        "objective": "o1",
+    }
+    for combo in ofat[1:]:  # each differs from the baseline in exactly one part
+        assert sum(combo[k] != ofat[0][k] for k in combo) == 1
+    assert len(combine(choices, baseline, "full")) == 3 * 2 * 3 * 2
+    with pytest.raises(ConfigError, match="grid 'some' is not one of ofat, full"):
+        combine(choices, baseline, "some")
+
+
+def test_objectives_are_a_part_of_every_key_record_and_label(host) -> None:  # type: ignore[no-untyped-def]
+    units = plan(request(objectives=["elbo", "iwae", "beta"], priors=["standard-normal"]), host)
+    assert labels(units) == [
+        "mlp-gaussian / mlp-categorical / standard-normal / elbo",
+        "mlp-gaussian / mlp-categorical / standard-normal / iwae",
+        "mlp-gaussian / mlp-categorical / standard-normal / beta",
+    ]
+    keys = {u.keys[0] for u in units}
+    assert len(keys) == 3
+    for unit in units:
+        head = unit.record_head(0)
+        assert head["combination"]["objective"] == unit.combination["objective"]
+        assert head["components"]["objective"]["plugin"] == "vaebench"
+        assert head["seeding"] == streams.SEEDING
+        assert unit.identities[0]["seeding"] == streams.SEEDING
+        assert "defaults" not in unit.identities[0]["components"]["objective"]
+    iwae = units[1]
+    assert iwae.components["objective"]["options"] == {"k": 5}
+
+
+def test_objective_options_change_the_key_and_show_in_the_label(host) -> None:  # type: ignore[no-untyped-def]
+    base = plan(request(objectives=["iwae"], priors=["standard-normal"]), host)[0]
+    more = plan(
+        request(
+            objectives=["iwae"],
+            priors=["standard-normal"],
+            component_options={"objective": {"k": 50}},
+        ),
+        host,
+    )[0]
+    assert base.keys != more.keys
+    assert more.label.endswith("/ iwae(k=50)")
+    assert more.components["objective"]["options"] == {"k": 50}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"prior": {"componets": 50}},
+            "no prior of this run .* has an option 'componets'; did you mean 'components'",
+        ),
+        ({"objective": {"kk": 5}}, "no objective of this run .* option 'kk'; did you mean 'k'"),
+        ({"posterior": {"k": 1}}, "options are given per part"),
+    ],
+)
+def test_unknown_option_keys_are_errors_with_a_suggestion(host, options, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=message):
+        plan(request(objectives=["iwae"], component_options=options), host)
+
+
+def test_an_option_known_to_one_prior_of_the_grid_goes_to_that_prior_only(host) -> None:  # type: ignore[no-untyped-def]
+    units = plan(request(component_options={"prior": {"components": 3}}), host)
+    by_prior = {u.combination["prior"]: u.components["prior"]["options"] for u in units}
+    assert by_prior["mog"] == {"components": 3}
+    assert "components" not in by_prior["vamp"]
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [
+        ([0, 0, 1], "seed 0 is given more than once"),
+        ([-1], r"seed -1 must be a whole number in \[0, 2\*\*63\)"),
+        ([2**63], r"must be a whole number in \[0, 2\*\*63\)"),
+        ([], "no seeds to run"),
+    ],
+)
+def test_bad_seeds_are_refused_before_training(host, seeds, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=message):
+        plan(request(seeds=seeds), host)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"lr": math.inf}, "lr must be a finite number > 0"),
+        ({"k": 10**6}, "more than 100,000"),
+        ({"latent_dim": 10**5}, "latent size must be in 1..4096"),
+        ({"suite_options": {"limit": "abc"}}, "option limit must be int, got 'abc'"),
+        ({"suite_options": {"limt": 3}}, "has no option 'limt'; did you mean 'limit'"),
+        ({"executor": "process", "executor_options": {"timeout": "abc"}}, "timeout"),
+    ],
+)
+def test_bad_run_settings_are_one_line_errors(host, changes, message) -> None:  # type: ignore[no-untyped-def]
+    from vaebench.runner import run
+
+    with pytest.raises(ConfigError, match=message):
+        run(request(**changes), host)
+
+
+def test_a_profile_carries_sizes_grid_options_and_optimiser_and_flags_override_it(host) -> None:  # type: ignore[no-untyped-def]
+    suite = host.get("suite", "digits")
+    setup = Profile(
+        Budget(steps=7, batch_size=10, lr=2e-3, adam_eps=1e-4, lr_schedule=((1, 1.0), (2, 0.5))),
+        EvalSettings(k=3, k_ood=2),
+        latent_dim=5,
+        hidden_dim=24,
+        grid=Grid(priors=("standard-normal", "mog"), objectives=("elbo", "iwae")),
+        options={
+            "mog": {"components": 4},
+            "iwae": ({"k": 2}, {"k": 3}),
+            "elbo": {"warmup_steps": 3},
+        },
+    )
+    profiles = {**suite.profiles, "setup": setup}
+    host.registry("suite")._entries["digits"] = dataclasses.replace(
+        host.entry("suite", "digits"), obj=dataclasses.replace(suite, profiles=profiles)
+    )
+    units = plan(request(profile="setup"), host)
+    assert labels(units) == [
+        "mlp-gaussian / mlp-categorical / standard-normal / elbo(warmup_steps=3)",
+        "mlp-gaussian / mlp-categorical / mog(components=4) / elbo(warmup_steps=3)",
+        "mlp-gaussian / mlp-categorical / standard-normal / iwae(k=2)",
+        "mlp-gaussian / mlp-categorical / standard-normal / iwae(k=3)",
+    ]
+    unit = units[0]
+    assert (unit.latent_dim, unit.hidden_dim) == (5, 24)
+    assert unit.budget.adam_eps == 1e-4 and unit.budget.lr_schedule == ((1, 1.0), (2, 0.5))
+    assert unit.identities[0]["budget"]["adam_eps"] == 1e-4
+    assert unit.identities[0]["hidden_dim"] == 24
+    flags = plan(
+        request(profile="setup", latent_dim=3, lr=1e-2, priors=["vamp"], objectives=["beta"]),
+        host,
+    )
+    assert labels(flags) == ["mlp-gaussian / mlp-categorical / vamp / beta"]
+    assert flags[0].latent_dim == 3 and flags[0].budget.lr == 1e-2
+    assert flags[0].budget.adam_eps == 1e-4  # what the flags do not name stays the profile's
+
+
+def test_the_lr_schedule_multiplies_the_rate_per_segment_of_epochs() -> None:
+    budget = Budget(steps=100, lr=1.0, lr_schedule=((1, 1.0), (3, 0.1), (2, 0.01)))
+    per_epoch = 10
+    rates = [budget.lr_at(step, per_epoch) for step in (0, 9, 10, 39, 40, 59, 60, 500)]
+    assert rates == [1.0, 1.0, 0.1, 0.1, 0.01, 0.01, 0.01, 0.01]
+    with pytest.raises(ConfigError, match="lr_schedule must be"):
+        Budget(lr_schedule=((0, 1.0),))
+
+
+def test_the_literature_profiles_fix_the_papers_set_ups(host) -> None:  # type: ignore[no-untyped-def]
+    mnist = host.get("suite", "mnist")
+    tomczak = mnist.profile("tomczak2018")
+    assert (tomczak.latent_dim, tomczak.hidden_dim) == (40, 300)
+    assert tomczak.budget.lr == 5e-4 and tomczak.budget.batch_size == 100
+    assert tomczak.budget.epochs == 2000 and tomczak.budget.patience == 50
+    assert tomczak.budget.eval_every == 50_000 // 100  # validation once an epoch
+    assert tomczak.eval.k == 5000
+    assert tomczak.options["vamp"]["pseudo_inputs"] == 500
+    assert tomczak.options["elbo"] == {"warmup_epochs": 100}
+    assert tomczak.options["mlp-gaussian"]["logvar_bounds"] == [-6.0, 2.0]
+    burda = mnist.profile("burda2015")
+    assert burda.budget.epochs == 3280 and burda.budget.batch_size == 20
+    assert burda.budget.adam_eps == 1e-4
+    schedule = burda.budget.lr_schedule
+    assert [e for e, _ in schedule] == [3**i for i in range(8)]
+    assert all(math.isclose(m, 10 ** (-i / 7)) for i, (_, m) in enumerate(schedule))
+    assert (burda.latent_dim, burda.hidden_dim) == (50, 200)
+    assert burda.options["iwae"] == ({"k": 5}, {"k": 50})
+
+
+def test_run_prints_its_plan_and_a_busy_run_exits_with_its_own_status(tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "vaebench.cli", "run", *["--suite", "digits", "--budget", "tiny"]]
+    args = [*cli, "--seeds", "0", "--priors", "standard-normal", "--out", str(tmp_path)]
+    env = {"VAEBENCH_PLUGINS": "none", "OMP_NUM_THREADS": "1", "PATH": ""}
+    done = subprocess.run(
+        [*args, "--option", "limit=100", "--metrics", "likelihood", "-k", "2"],
+        capture_output=True,
+        text=True,
+        env={**env, **__import__("os").environ, **env},
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "plan: suite digits, profile tiny, grid ofat: 1 combination(s) x 1 seed(s) (0)" in (
+        done.stderr
+    )
+    assert "mlp-gaussian / mlp-categorical / standard-normal / elbo" in done.stderr
