@@ -55,4 +55,8 @@ def test_means_match_probabilities(probs: torch.Tensor, binarize) -> None:
 def test_accepts_uint8_scaled_images() -> None:
     images = torch.full((4, 28, 28), 128, dtype=torch.uint8)
     out = static_binarize(to_unit_interval(images), seed=0)
-    assert out.shape == images.shape
+    assert out.shape == images.shape and out.dtype == torch.float32
+    assert set(out.unique().tolist()) == {0.0, 1.0}
+    # Bernoulli(128/255) over 3136 pixels: the mean is 0.502 within 4 standard errors (0.036).
+    assert abs(float(out.mean()) - 128 / 255) < 4 * (0.25 / out.numel()) ** 0.5
+    assert torch.equal(out, static_binarize(to_unit_interval(images), seed=0))
