@@ -75,8 +75,14 @@ from vaebench.train import TrainResult
 DIGITS_SPEC = DataSpec(dim=64, levels=17, image_shape=(8, 8))
 BINARY_IMAGE_SPEC = DataSpec(dim=784, levels=2, image_shape=(28, 28))
 BINARY_VECTOR_SPEC = DataSpec(dim=12, levels=2)
-# The data a component is checked on: every one of these that it fits.
-STANDARD_SPECS: tuple[DataSpec, ...] = (DIGITS_SPEC, BINARY_IMAGE_SPEC, BINARY_VECTOR_SPEC)
+GREY_8BIT_SPEC = DataSpec(dim=64, levels=256, image_shape=(8, 8))
+# The data a component is checked on: the first of these it fits (or every one, if asked).
+STANDARD_SPECS: tuple[DataSpec, ...] = (
+    DIGITS_SPEC,
+    BINARY_IMAGE_SPEC,
+    BINARY_VECTOR_SPEC,
+    GREY_8BIT_SPEC,
+)
 LATENT_DIM = 4
 HIDDEN_DIM = 32
 
@@ -806,6 +812,7 @@ __all__ = [
     "CHECKS",
     "DENSITY_TOLERANCE",
     "DIGITS_SPEC",
+    "GREY_8BIT_SPEC",
     "STANDARD_SPECS",
     "ComponentCase",
     "ContractSuite",
