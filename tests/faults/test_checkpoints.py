@@ -73,6 +73,8 @@ def test_a_truncated_checkpoint_is_set_aside_with_one_warning(saved: Path, keep:
         assert read_checkpoint(saved, CPU, "single") is None
 
 
+# torch notes the protocol of a pickle it did not write; the refusal is what is tested.
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_a_pickle_that_would_run_code_is_refused_and_set_aside(tmp_path: Path) -> None:
     path = tmp_path / "unit.ckpt"
     path.write_bytes(pickle.dumps(Path("/etc")))  # not a plain-data payload
