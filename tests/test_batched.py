@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -128,14 +129,13 @@ def plugin_host(fresh: None) -> plugins.PluginHost:
         vaebench_register_priors=hookimpl(priors),
         __version__="1",
     )
-    host = plugins.PluginHost(extra_plugins={"test": plugin}, entry_points=False)
-    plugins._default = host
-    return host
+    return plugins.PluginHost(extra_plugins={"test": plugin}, entry_points=False)
 
 
 @pytest.fixture
-def test_host(fresh_default_host: None) -> plugins.PluginHost:
-    return plugin_host(fresh_default_host)
+def test_host(fresh_default_host: None) -> Iterator[plugins.PluginHost]:
+    with plugins.use_host(plugin_host(fresh_default_host)) as host:
+        yield host
 
 
 def test_a_seed_that_diverges_fails_alone_and_the_others_go_on(test_host, data) -> None:  # type: ignore[no-untyped-def]

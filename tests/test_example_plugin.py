@@ -90,6 +90,7 @@ def test_runs_in_a_grid(example_installed: str, tmp_path: Path) -> None:
         "plugin": DISTRIBUTION,
         "version": example_installed,
         "options": {"df": 5.0},
+        "defaults": {"df": 5.0},
     }
     values = {name: m["value"] for name, m in record["metrics"].items()}
     # The record's -ELBO is its two terms' sum (IW-NLL <= -ELBO would hold for any numbers).

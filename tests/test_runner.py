@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -91,7 +92,7 @@ class ExplodingPrior(StandardNormalPrior):
 
 
 @pytest.fixture
-def exploding_host(fresh_default_host: None) -> plugins.PluginHost:
+def exploding_host(fresh_default_host: None) -> Iterator[plugins.PluginHost]:
     plugin = SimpleNamespace(
         vaebench_register_priors=hookimpl(
             lambda register: register(
@@ -100,9 +101,10 @@ def exploding_host(fresh_default_host: None) -> plugins.PluginHost:
         ),
         __version__="9.9",
     )
-    host = plugins.PluginHost(extra_plugins={"boom": plugin}, entry_points=False)
-    plugins._default = host
-    return host
+    with plugins.use_host(
+        plugins.PluginHost(extra_plugins={"boom": plugin}, entry_points=False)
+    ) as host:
+        yield host
 
 
 def test_a_failing_combination_is_recorded_and_the_grid_goes_on(
@@ -120,6 +122,7 @@ def test_a_failing_combination_is_recorded_and_the_grid_goes_on(
         "plugin": "boom",
         "version": "9.9",
         "options": {},
+        "defaults": {},
     }
     # Failed keys run again by default, and are kept with retry_failed=False.
     again = run(**TINY, priors=["exploding", "standard-normal"], seeds=[0], out=str(tmp_path))

@@ -352,13 +352,14 @@ def test_run_in_grid_returns_records_and_reports_failures(
         "decoders": ["mlp-categorical"],
         "metrics": ["likelihood"],
     }
-    plugins._default = host_with(
-        ComponentSpec("nan", "prior", lambda ctx: NaNPrior(ctx.latent_dim))
-    ).load()
-    summary = run_in_grid(tmp_path / "ok", priors=["standard-normal"], **grid)
-    assert [r["status"] for r in summary.records] == ["ok"]
-    with pytest.raises(ContractError, match="mlp-gaussian / mlp-categorical / nan seed 0"):
-        run_in_grid(tmp_path / "bad", priors=["nan"], **grid)
+    nan_host = host_with(ComponentSpec("nan", "prior", lambda ctx: NaNPrior(ctx.latent_dim)))
+    with plugins.use_host(nan_host.load()):
+        summary = run_in_grid(tmp_path / "ok", priors=["standard-normal"], **grid)
+        assert [r["status"] for r in summary.records] == ["ok"]
+        with pytest.raises(
+            ContractError, match="mlp-gaussian / mlp-categorical / nan / elbo seed 0"
+        ):
+            run_in_grid(tmp_path / "bad", priors=["nan"], **grid)
 
 
 def test_linked_data_dir_links_and_names_missing_files(tmp_path: Path) -> None:

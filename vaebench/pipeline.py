@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import inspect
 import io
 import math
 import time
@@ -29,7 +30,7 @@ from vaebench.errors import ConfigError, ContractError, VaebenchError
 from vaebench.evaluate import evaluate
 from vaebench.images import model_image_artifacts
 from vaebench.model import VAE, n_parameters
-from vaebench.plugins import PluginHost, default_host
+from vaebench.plugins import PluginHost, dataset_loader, default_host
 from vaebench.train import TrainResult, fit
 
 if TYPE_CHECKING:
@@ -57,12 +58,28 @@ def resolve_device(name: str) -> torch.device:
 _DATA_CACHE: dict[tuple[str, str], SuiteData] = {}
 
 
-def load_suite_data(suite: Suite, options: Mapping[str, Any]) -> SuiteData:
-    """Load a suite's data once per process and options (a grid reuses it for every unit)."""
+def _takes_datasets(load: Any) -> bool:
+    try:
+        params = inspect.signature(load).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def load_suite_data(
+    suite: Suite, options: Mapping[str, Any], host: PluginHost | None = None
+) -> SuiteData:
+    """Load a suite's data once per process and options (a grid reuses it for every unit). A
+    loader that takes a second argument receives the datasets of ``host`` through it
+    (:func:`vaebench.plugins.dataset_loader`)."""
     cache_key = (suite.name, results.canonical_json(dict(options)))
     if cache_key not in _DATA_CACHE:
         try:
-            data = suite.load(dict(options))
+            if _takes_datasets(suite.load):
+                data = suite.load(dict(options), dataset_loader(host))
+            else:
+                data = suite.load(dict(options))
         except VaebenchError:
             raise
         except Exception as exc:  # a loader's own failure, as one line naming suite and options
@@ -177,7 +194,7 @@ def run_unit(unit: Unit, host: PluginHost | None = None) -> list[dict[str, Any]]
     suite: Suite = host.get("suite", unit.suite)
     options = {**unit.suite_options, "data_dir": unit.data_dir}
     device = resolve_device(unit.device)
-    data = data_on(load_suite_data(suite, options), device)
+    data = data_on(load_suite_data(suite, options, host), device)
     metrics = [host.get("metric", name) for name in unit.metrics]
     objective = build_objective(host, unit)
     runs = [_SeedRun(unit, i, host, data, device, objective) for i in range(len(unit.seeds))]
@@ -353,9 +370,8 @@ def estimate_unit(unit: Unit, host: PluginHost | None = None, steps: int = 3) ->
     host = host or default_host()
     suite: Suite = host.get("suite", unit.suite)
     device = resolve_device(unit.device)
-    data = data_on(
-        load_suite_data(suite, {**unit.suite_options, "data_dir": unit.data_dir}), device
-    )
+    options = {**unit.suite_options, "data_dir": unit.data_dir}
+    data = data_on(load_suite_data(suite, options, host), device)
     objective = build_objective(host, unit)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)

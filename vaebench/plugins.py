@@ -8,9 +8,10 @@ string or ``none`` loads none (built-ins only); ``a,b`` loads only those entry-p
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Generic, TypeVar
@@ -256,6 +257,29 @@ def default_host() -> PluginHost:
     if _default is None:
         _default = PluginHost()
     return _default.load()
+
+
+@contextlib.contextmanager
+def use_host(host: PluginHost) -> Iterator[PluginHost]:
+    """Within the block, :func:`default_host` is ``host`` (tests, and the Python API with a
+    host of its own); the previous one is back afterwards."""
+    global _default
+    saved = _default
+    _default = host
+    try:
+        yield host
+    finally:
+        _default = saved
+
+
+def dataset_loader(host: PluginHost | None = None) -> Callable[..., Any]:
+    """``load(name, **options)``: a registered dataset of ``host`` (default: the process-wide
+    one), what a suite's loader receives to read its datasets."""
+
+    def load(name: str, **options: Any) -> Any:
+        return (host or default_host()).get("dataset", name).load(**options)
+
+    return load
 
 
 def reset_default_host() -> None:

@@ -496,7 +496,7 @@ def plan(request: RunRequest, host: PluginHost | None = None) -> list[Unit]:
         )
     check_suite_options(suite, request.suite_options)
     suite_options = {**suite.options, **request.suite_options}
-    data = load_suite_data(suite, {**suite_options, "data_dir": request.data_dir})
+    data = load_suite_data(suite, {**suite_options, "data_dir": request.data_dir}, host)
     names = _names(host, suite, profile, request, data.spec)
     choices = resolve_choices(host, names, profile, request)
     grid = profile.grid or suite.grid or Grid()

@@ -159,13 +159,16 @@ class ProcessExecutor:
         threads: int | None = None,
         retries: int = 2,
         timeout: float | None = None,
-        **_: Any,
     ) -> None:
         for name, value in (("jobs", jobs), ("threads", threads)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"process executor: {name} must be a positive integer")
         if not isinstance(retries, int) or retries < 0:
             raise ConfigError("process executor: retries must be a whole number >= 0")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ConfigError(f"process executor: timeout must be seconds > 0, got {timeout!r}")
         self.jobs = jobs or usable_cpus()
         self.threads = threads
         self.retries = retries

@@ -65,7 +65,6 @@ class RayExecutor:
         cpus: float = 1,
         gpus: float | None = None,
         retries: int = 2,
-        **_: Any,
     ) -> None:
         if not isinstance(retries, int) or retries < 0:
             raise ConfigError("ray executor: retries must be a whole number >= 0")

@@ -9,24 +9,25 @@ as Tomczak & Welling 2018 use them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from vaebench import streams
 from vaebench.contracts import DataSpec, Grid, Suite, SuiteData
-from vaebench.suites.mnist import _dataset, _self_ood
+from vaebench.suites.mnist import dataset, self_ood
 from vaebench.suites.omniglot import binary_profiles
 
 SIDE = 28
 OOD_SEED = 2024
 
 
-def load(options: dict[str, Any]) -> SuiteData:
+def load(options: dict[str, Any], datasets: Callable[..., Any] | None = None) -> SuiteData:
     from vaebench.data import static_binarize
 
     limit = options.get("limit")
-    own = _dataset("caltech101-silhouettes", options.get("data_dir"))
+    own = dataset(datasets, "caltech101-silhouettes", options.get("data_dir"))
     splits = {k: v.reshape(-1, SIDE * SIDE).to(torch.float32) for k, v in own.images.items()}
     if limit:
         splits = {k: v[: int(limit)] for k, v in splits.items()}
@@ -35,7 +36,7 @@ def load(options: dict[str, Any]) -> SuiteData:
     # set (uniform grey levels) is made random bits by this.
     ood = {
         k: static_binarize(v[:n_ood], streams.split_binarization(OOD_SEED, f"ood/{k}"))
-        for k, v in _self_ood(splits["test"]).items()
+        for k, v in self_ood(splits["test"]).items()
     }
     return SuiteData(
         spec=DataSpec(dim=SIDE * SIDE, levels=2, image_shape=(SIDE, SIDE)),

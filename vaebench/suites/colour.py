@@ -23,24 +23,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from vaebench.contracts import Budget, DataSpec, EvalSettings, Grid, Profile, Suite, SuiteData
 from vaebench.errors import ConfigError
+from vaebench.suites.mnist import dataset
 
 CHANNELS, SIDE, LEVELS = 3, 32, 256
 DIM = CHANNELS * SIDE * SIDE
 OOD_SEED = 2024
 SVHN_VAL_PER_CLASS, SVHN_EXTRA_VAL_PER_CLASS = 400, 200
-
-
-def _dataset(name: str, data_dir: str | None, **options: Any) -> Any:
-    """The registered dataset ``name`` (found locally, else fetched and checked)."""
-    from vaebench.plugins import default_host
-
-    return default_host().get("dataset", name).load(data_dir=data_dir, **options)
 
 
 def flat_levels(images: torch.Tensor) -> torch.Tensor:
@@ -97,14 +92,14 @@ SPLITS = {"cifar10": _split_cifar10, "svhn": _split_svhn}
 
 
 def make_loader(name: str, other: str):  # type: ignore[no-untyped-def]
-    def load(options: dict[str, Any]) -> SuiteData:
+    def load(options: dict[str, Any], datasets: Callable[..., Any] | None = None) -> SuiteData:
         limit = options.get("limit")
         data_dir = options.get("data_dir")
         extra = options.get("extra", False)
         if not isinstance(extra, bool):
             raise ConfigError(f"suite {name!r}: option extra must be true or false, got {extra!r}")
-        own = _dataset(name, data_dir, **({"extra": True} if extra else {}))
-        ood_source = _dataset(other, data_dir)
+        own = dataset(datasets, name, data_dir, **({"extra": True} if extra else {}))
+        ood_source = dataset(datasets, other, data_dir)
         train_u8, val_u8, split = SPLITS[name](own, options)
         if limit:
             train_u8, val_u8 = train_u8[: int(limit)], val_u8[: int(limit)]

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -29,14 +30,17 @@ OOD_SEED = 2024
 SIDE = 28
 
 
-def _dataset(name: str, data_dir: str | None) -> Any:
-    """The registered dataset ``name`` (found locally, else downloaded and checksummed)."""
-    from vaebench.plugins import default_host
+def dataset(
+    datasets: Callable[..., Any] | None, name: str, data_dir: str | None, **options: Any
+) -> Any:
+    """The registered dataset ``name`` through the run's ``datasets`` loader (found locally,
+    else downloaded and checksummed); a direct call without one uses the process-wide host."""
+    from vaebench.plugins import dataset_loader
 
-    return default_host().get("dataset", name).load(data_dir=data_dir)
+    return (datasets or dataset_loader())(name, data_dir=data_dir, **options)
 
 
-def _self_ood(test_grey: torch.Tensor) -> dict[str, torch.Tensor]:
+def self_ood(test_grey: torch.Tensor) -> dict[str, torch.Tensor]:
     """OOD sets built from the suite's own test images, as grey levels in [0, 1]."""
     g = torch.Generator().manual_seed(OOD_SEED)
     n = test_grey.shape[0]
@@ -59,7 +63,7 @@ def dynamic_transform(x: torch.Tensor, generator: torch.Generator | None) -> tor
 
 
 def make_loader(name: str, other: str):  # type: ignore[no-untyped-def]
-    def load(options: dict[str, Any]) -> SuiteData:
+    def load(options: dict[str, Any], datasets: Callable[..., Any] | None = None) -> SuiteData:
         from vaebench.data import classic_split, static_binarize, to_unit_interval
 
         mode = options.get("binarization", "dynamic")
@@ -71,8 +75,8 @@ def make_loader(name: str, other: str):  # type: ignore[no-untyped-def]
         limit = options.get("limit")
         ood_size = options.get("ood_size")
         data_dir = options.get("data_dir")
-        own = _dataset(name, data_dir)
-        ood_source = _dataset(other, data_dir)
+        own = dataset(datasets, name, data_dir)
+        ood_source = dataset(datasets, other, data_dir)
 
         (train_u8, _), (val_u8, _) = classic_split(own.train_images, own.train_labels)
         grey = {
@@ -84,7 +88,7 @@ def make_loader(name: str, other: str):  # type: ignore[no-untyped-def]
             grey = {k: v[: int(limit)] for k, v in grey.items()}
         n_ood = int(ood_size or grey["test"].shape[0])
         ood_grey = {other: to_unit_interval(ood_source.test_images).reshape(-1, SIDE * SIDE)}
-        ood_grey.update(_self_ood(grey["test"]))
+        ood_grey.update(self_ood(grey["test"]))
         ood_grey = {k: v[:n_ood] for k, v in ood_grey.items()}
 
         def fixed(x: torch.Tensor, split: str) -> torch.Tensor:

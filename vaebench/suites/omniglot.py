@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import torch
 from vaebench import streams
 from vaebench.contracts import Budget, DataSpec, EvalSettings, Grid, Profile, Suite, SuiteData
 from vaebench.errors import ConfigError
-from vaebench.suites.mnist import _dataset, _self_ood, dynamic_transform
+from vaebench.suites.mnist import dataset, dynamic_transform, self_ood
 
 BINARIZATIONS = ("dynamic", "static")
 SIDE = 28
@@ -37,7 +38,7 @@ def burda_split(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return shuffled[:-N_VALIDATION], shuffled[-N_VALIDATION:]
 
 
-def load(options: dict[str, Any]) -> SuiteData:
+def load(options: dict[str, Any], datasets: Callable[..., Any] | None = None) -> SuiteData:
     from vaebench.data import static_binarize, to_unit_interval
 
     mode = options.get("binarization", "dynamic")
@@ -48,8 +49,8 @@ def load(options: dict[str, Any]) -> SuiteData:
     seed = int(options.get("binarization_seed", 0))
     limit = options.get("limit")
     data_dir = options.get("data_dir")
-    own = _dataset("omniglot", data_dir)
-    mnist = _dataset("mnist", data_dir)
+    own = dataset(datasets, "omniglot", data_dir)
+    mnist = dataset(datasets, "mnist", data_dir)
     train, val = burda_split(own.images["train"])
     grey = {"train": train, "val": val, "test": own.images["test"]}
     grey = {k: v.reshape(-1, SIDE * SIDE) for k, v in grey.items()}
@@ -57,7 +58,7 @@ def load(options: dict[str, Any]) -> SuiteData:
         grey = {k: v[: int(limit)] for k, v in grey.items()}
     n_ood = int(options.get("ood_size") or grey["test"].shape[0])
     ood_grey = {"mnist": to_unit_interval(mnist.test_images).reshape(-1, SIDE * SIDE)}
-    ood_grey.update(_self_ood(grey["test"]))
+    ood_grey.update(self_ood(grey["test"]))
     ood_grey = {k: v[:n_ood] for k, v in ood_grey.items()}
 
     def fixed(x: torch.Tensor, split: str) -> torch.Tensor:

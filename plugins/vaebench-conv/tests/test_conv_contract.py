@@ -26,7 +26,7 @@ from vaebench.testing import (
     run_in_grid,
 )
 
-DECODERS = ["conv-bernoulli", "conv-categorical", "pixelcnn"]
+DECODERS = ["conv-bernoulli", "conv-categorical", "conv-logistic-mixture", "pixelcnn"]
 
 
 class TestConvContract(ContractSuite):
