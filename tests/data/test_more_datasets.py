@@ -125,14 +125,31 @@ def test_cifar10_wrong_checksum(tmp_path: Path, small_counts: None) -> None:
         cifar10.load_cifar10(data_dir=tmp_path, progress=False)
 
 
-def test_cifar10_missing_says_where_to_get_it(tmp_path: Path) -> None:
+def test_cifar10_missing_and_unreachable_says_where_to_get_it(tmp_path: Path) -> None:
+    mirror = "https://127.0.0.1:9/"  # nothing listens on the discard port: refused at once
     with pytest.raises(DataError) as info:
-        cifar10.load_cifar10(data_dir=tmp_path, progress=False, mirrors=["https://example.org/"])
+        cifar10.load_cifar10(data_dir=tmp_path, progress=False, mirrors=[mirror])
     text = str(info.value)
-    assert "published md5 (c32a1d4ab5d03f1284b67883e8d87530) is of the compressed archive" in text
-    assert "https://example.org/cifar-10-binary.tar.gz" in text
+    assert f"{mirror}cifar-10-binary.tar.gz" in text
     assert str(tmp_path / "cifar10" / cifar10.ARCHIVE) in text
     assert not (tmp_path / "cifar10" / cifar10.ARCHIVE).exists()
+
+
+def test_cifar10_downloads_through_https_checked_by_the_archive_md5(
+    tmp_path: Path, small_counts: None, monkeypatch: pytest.MonkeyPatch, serve
+) -> None:
+    archive = cifar_root(tmp_path / "served", monkeypatch)
+    url = serve(archive.parent)
+    data = cifar10.load_cifar10(data_dir=tmp_path / "out", mirrors=[url], progress=False)
+    assert (tmp_path / "out" / "cifar10" / cifar10.ARCHIVE).read_bytes() == archive.read_bytes()
+    assert data.images["train"].shape[0] == 5 * RECORDS
+    # A served archive whose bytes differ from the published md5 never lands.
+    raw = bytearray(archive.read_bytes())
+    raw[-5] ^= 0xFF
+    archive.write_bytes(raw)
+    with pytest.raises(DataError, match="checksum mismatch .md5 of file"):
+        cifar10.load_cifar10(data_dir=tmp_path / "other", mirrors=[url], progress=False)
+    assert not (tmp_path / "other" / "cifar10" / cifar10.ARCHIVE).exists()
 
 
 def test_cifar10_without_download_lists_where_it_looked(tmp_path: Path) -> None:

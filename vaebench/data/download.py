@@ -178,6 +178,17 @@ def digests_uncompressed(path: str | os.PathLike[str]) -> dict[str, str]:
     return {algo: h.hexdigest() for algo, h in hashes.items()}
 
 
+def digests_of_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """md5 and SHA-256 of the file's bytes as stored (an archive whose published checksum is of
+    the compressed file), in one pass."""
+    hashes = {algo: hashlib.new(algo) for algo in DIGESTS}
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            for h in hashes.values():
+                h.update(chunk)
+    return {algo: h.hexdigest() for algo, h in hashes.items()}
+
+
 def md5_uncompressed(path: str | os.PathLike[str]) -> str:
     """md5 of the file's content after gzip decompression (if it is gzip)."""
     return digests_uncompressed(path)["md5"]
@@ -196,20 +207,26 @@ def download_file(
     *,
     sha256: str | None = None,
     max_bytes: int = MAX_DOWNLOAD_BYTES,
+    checksum_of: str = "content",
 ) -> Path:
     """Download ``url`` (HTTPS) to ``dest``; it appears there only if its checksums are right.
 
-    Give the md5, the SHA-256 or both of the uncompressed content; at most ``max_bytes`` are
-    received.
+    Give the md5, the SHA-256 or both, of the uncompressed content (``checksum_of="content"``,
+    as the MNIST lists give them) or of the file as served (``"file"``: CIFAR-10's archive); at
+    most ``max_bytes`` are received.
     """
     dest = Path(dest)
     expected = {"md5": md5_uncompressed, "sha256": sha256}
     expected = {algo: value for algo, value in expected.items() if value}
     if not expected:
         raise ConfigError(f"download_file({url!r}): give md5_uncompressed, sha256 or both.")
+    if checksum_of not in ("content", "file"):
+        raise ConfigError(
+            f"download_file: checksum_of must be 'content' or 'file', not {checksum_of!r}"
+        )
     require_https(url)
     try:
-        _fetch(url, dest, expected, progress, max_bytes)
+        _fetch(url, dest, expected, progress, max_bytes, checksum_of)
     except _FetchError as e:
         raise DataError(
             f"Could not download {url} to {dest}: {e}; check the URL, set {MIRRORS_ENV} to a "
@@ -219,7 +236,12 @@ def download_file(
 
 
 def _fetch(
-    url: str, dest: Path, expected: Mapping[str, str], progress: bool, max_bytes: int
+    url: str,
+    dest: Path,
+    expected: Mapping[str, str],
+    progress: bool,
+    max_bytes: int,
+    checksum_of: str = "content",
 ) -> dict[str, Any]:
     """Raise _FetchError for what another mirror might fix, DataError for a local problem.
     Returns the digests of what was stored (with ``verified_ns``, when they were taken)."""
@@ -233,7 +255,7 @@ def _fetch(
             _stream(url, tmp, dest.name, progress, max_bytes)
             tmp.flush()
             os.fsync(tmp.fileno())
-        found = _check_digests(part, expected)
+        found = _check_digests(part, expected, checksum_of)
         os.chmod(part, plain_file_mode())  # the temporary file's 0600 would hide it from others
         os.replace(part, dest)
         part = None
@@ -250,20 +272,31 @@ def _fetch(
     return found
 
 
-def _mismatch(found: Mapping[str, str], expected: Mapping[str, str]) -> str | None:
+def _mismatch(
+    found: Mapping[str, str], expected: Mapping[str, str], checksum_of: str = "content"
+) -> str | None:
     """A short description of the first digest that differs, or None."""
+    what = "uncompressed content" if checksum_of == "content" else "file"
     for algo, value in expected.items():
         if found.get(algo) != value:
-            return f"{algo} of uncompressed content {found.get(algo)}, expected {value}"
+            return f"{algo} of {what} {found.get(algo)}, expected {value}"
     return None
 
 
-def _check_digests(path: Path, expected: Mapping[str, str]) -> dict[str, Any]:
+def _check_digests(
+    path: Path, expected: Mapping[str, str], checksum_of: str = "content"
+) -> dict[str, Any]:
+    if checksum_of == "file":
+        found: dict[str, Any] = digests_of_file(path)
+        wrong = _mismatch(found, expected, checksum_of)
+        if wrong:
+            raise _FetchError(f"checksum mismatch ({wrong})")
+        return found
     try:
         found = _hash(path)
     except (EOFError, zlib.error, OSError) as e:
         raise _FetchError(f"the file received is not valid gzip data ({e})") from e
-    wrong = _mismatch(found, expected)
+    wrong = _mismatch(found, expected, checksum_of)
     if wrong:
         raise _FetchError(f"checksum mismatch ({wrong})")
     return found

@@ -13,8 +13,9 @@ which: ``"content"`` (what :mod:`vaebench.data.download` verifies: the bytes aft
 decompression, which for a file that is not gzip are the file's bytes), or ``"archive"`` (the
 bytes of a ``.tar.gz`` as served: CIFAR-10's md5). Some files have no published checksum at
 all (``None``); for those vaebench checks what it reads (shapes, value ranges, sizes) and says
-so. ``download_file`` can only verify ``"content"`` checksums, so the other files are verified
-when present, and when missing the error says where to fetch them and where to put them.
+so. A download is verified against whichever checksum is published; a file with none is never
+downloaded unchecked: when it is missing, the error says where to fetch it and where to put
+it.
 """
 
 from __future__ import annotations
@@ -194,23 +195,21 @@ def _download(
     progress: bool,
 ) -> None:
     bases = mirror_bases(dataset, mirrors)
-    if spec.md5 is None or spec.checksum_of != "content":
-        # download_file verifies only checksums of decompressed content; it cannot check this
-        # file, and an unchecked download is not something vaebench does.
-        what = (
-            "no checksum is published for it"
-            if spec.md5 is None
-            else f"its published md5 ({spec.md5}) is of the compressed archive"
-        )
+    if spec.md5 is None:
+        # An unchecked download is not something vaebench does.
         raise DataError(
             f"{dataset.name}: {spec.name} is missing and vaebench cannot verify a download of it "
-            f"({what}); download {bases[-1]}{spec.name} yourself and place it at {dest}."
+            f"(no checksum is published for it); download {bases[-1]}{spec.name} yourself and "
+            f"place it at {dest}."
         )
+    checksum_of = "file" if spec.checksum_of == "archive" else "content"
     failures = []
     for base in bases:
         url = base + spec.name
         try:
-            download_file(url, dest, spec.md5, progress, max_bytes=_cap(spec.size))
+            download_file(
+                url, dest, spec.md5, progress, max_bytes=_cap(spec.size), checksum_of=checksum_of
+            )
             return
         except DataError as e:
             message = str(e)
