@@ -32,7 +32,7 @@ def test_devices_resolve_or_say_what_to_use() -> None:
         resolve_device("gpu0")
     if not torch.cuda.is_available():
         assert resolve_device("auto").type in ("cpu", "mps")
-        with pytest.raises(ConfigError, match="sees no CUDA GPU; use --device cpu"):
+        with pytest.raises(ConfigError, match="sees no CUDA GPU; use device cpu"):
             resolve_device("cuda:1")
 
 

@@ -29,12 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vaebench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"vaebench.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"vaebench.commands.{name}":
-                raise
-            continue
+        # A command module that does not import is a broken install: fail loudly, never list
+        # fewer commands than the documentation promises.
+        module = importlib.import_module(f"vaebench.commands.{name}")
         module.add_parser(sub)
     return parser
 

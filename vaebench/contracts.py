@@ -125,9 +125,9 @@ class Budget:
 
     def __post_init__(self) -> None:
         if self.steps is None and self.epochs is None:
-            raise ConfigError("a budget needs steps or epochs; set --steps N or --epochs N")
+            raise ConfigError("a budget needs steps or epochs; give one of them")
         if self.steps is not None and self.epochs is not None:
-            raise ConfigError("give either --steps or --epochs, not both")
+            raise ConfigError("give either steps or epochs, not both")
         for name in ("steps", "epochs", "batch_size", "eval_every", "checkpoint_every"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
@@ -174,6 +174,7 @@ class Budget:
         if self.steps is not None:
             return self.steps
         per_epoch = -(-n_train // self.batch_size)
+        assert self.epochs is not None  # __post_init__: steps or epochs
         return int(self.epochs) * per_epoch
 
 
@@ -279,7 +280,8 @@ class Suite:
 
     name: str
     version: str
-    load: Callable[[dict[str, Any]], SuiteData]
+    # load(options) or load(options, datasets): see vaebench.pipeline.load_suite_data
+    load: Callable[..., SuiteData]
     description: str = ""
     latent_dim: int = 16
     hidden_dim: int = 256
@@ -297,7 +299,7 @@ class Suite:
         return self.profiles[name]
 
 
-_DEFAULT_PROFILE = Profile(Budget(), EvalSettings())
+_DEFAULT_PROFILE: Profile = Profile(Budget(), EvalSettings())
 
 
 @dataclass(frozen=True)

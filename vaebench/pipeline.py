@@ -50,7 +50,7 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from exc
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
-            f"device {name!r} asked for, but this torch sees no CUDA GPU; use --device cpu"
+            f"device {name!r} asked for, but this torch sees no CUDA GPU; use device cpu"
         )
     return device
 
@@ -125,7 +125,8 @@ def build_model(
 
 def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    named: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}  # not allow_pickle
+    np.savez_compressed(buffer, **named)
     return buffer.getvalue()
 
 
@@ -205,7 +206,7 @@ def run_unit(unit: Unit, host: PluginHost | None = None) -> list[dict[str, Any]]
     if reason is None:
         try:
             trained = fit_batched(
-                [run.model for run in built],
+                [run.model for run in built if run.model is not None],  # all of built
                 data,
                 unit.budget,
                 [run.seed for run in built],
@@ -233,6 +234,7 @@ def run_unit(unit: Unit, host: PluginHost | None = None) -> list[dict[str, Any]]
         elif isinstance(run.trained, Exception):
             run.fail(run.trained, "train")
         if run.record["status"] != "failed":
+            assert isinstance(run.trained, TrainResult)  # trained, as it did not fail
             run.record["training"] = {
                 **run.trained.to_json(),
                 "seed_batch": 1 if reason else len(built),

@@ -164,7 +164,7 @@ def prepare_dir(path: str | os.PathLike[str]) -> Path:
     written, is a one-line :class:`ConfigError`."""
     root = Path(path)
     if root.exists() and not root.is_dir():
-        raise ConfigError(f"output path {str(root)!r} is a file; give a directory with --out")
+        raise ConfigError(f"output path {str(root)!r} is a file; give a directory as the output")
     for sub in (RECORDS, ARTIFACTS, CHECKPOINTS, LOCKS):
         folder = root / sub
         try:

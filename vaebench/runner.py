@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from vaebench import results, streams
 from vaebench.contracts import COMPONENT_KINDS, Budget, EvalSettings, Grid, Profile, Suite
@@ -166,6 +166,13 @@ class RunRequest:
     force: bool = False
     retry_failed: bool = True
     progress: bool = True
+
+    @classmethod
+    def from_args(cls, values: Mapping[str, Any]) -> RunRequest:
+        """A request from a mapping (parsed command-line arguments, a config file) holding
+        some of its fields by name; other keys are not the request's and are left out."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
 
     def out_dir(self) -> Path:
         return Path(self.out) if self.out else Path("results") / self.suite
@@ -710,7 +717,7 @@ def run(
     keys = [key for u in units for key in u.keys]
     wanted = set(keys)
     loaded, _ = results.load_records([root])
-    for record in loaded:
+    for record in cast(list[dict[str, Any]], loaded):  # Records, held as plain dicts
         if record["key"] in wanted and record["key"] not in records_by_key:
             records_by_key[record["key"]] = record
     ordered = [records_by_key[key] for key in keys if key in records_by_key]

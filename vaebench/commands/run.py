@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from pathlib import Path
 from typing import Any
 
 from vaebench.errors import ConfigError
@@ -49,114 +48,128 @@ def _key_value(text: str) -> tuple[str, Any]:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train and evaluate a suite's grid")
-    p.add_argument("--suite", default="digits", help="suite name (default: digits)")
-    p.add_argument(
-        "--budget",
-        "--profile",
-        dest="profile",
-        default="default",
-        help="the suite's budget profile: default, paper, tiny... (default: default)",
-    )
-    p.add_argument("--encoders", "--encoder", nargs="+", metavar="NAME")
-    p.add_argument("--decoders", "--decoder", nargs="+", metavar="NAME")
-    p.add_argument("--priors", "--prior", nargs="+", metavar="NAME")
-    p.add_argument(
+    what = p.add_argument_group("what to train")
+    what.add_argument("--suite", default="digits", help="suite name (default: digits)")
+    what.add_argument("--encoders", "--encoder", nargs="+", metavar="NAME")
+    what.add_argument("--decoders", "--decoder", nargs="+", metavar="NAME")
+    what.add_argument("--priors", "--prior", nargs="+", metavar="NAME")
+    what.add_argument(
         "--objectives",
         "--objective",
         nargs="+",
         metavar="NAME",
         help="training objectives: elbo, iwae, beta... (default: the profile's, else elbo)",
     )
-    p.add_argument(
+    what.add_argument(
         "--grid",
         default="ofat",
         choices=["ofat", "full"],
         help="ofat: vary one part at a time around the suite's baseline combination; full: "
         "every encoder x decoder x prior x objective (default: ofat)",
     )
-    p.add_argument("--seeds", nargs="+", type=int, metavar="N")
-    p.add_argument("--steps", type=_positive_int, help="gradient steps (overrides the profile)")
-    p.add_argument("--epochs", type=_positive_int, help="epochs instead of steps")
-    p.add_argument("--max-seconds", type=_positive_float, help="wall-clock cap per training")
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=_positive_float)
-    p.add_argument("--patience", type=_positive_int, help="early-stopping patience (evaluations)")
-    p.add_argument("--eval-every", type=_positive_int, help="validate every N steps")
-    p.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
-    p.add_argument("-k", "--k", type=_positive_int, dest="k", help="importance samples for IW-NLL")
-    p.add_argument("--k-ood", type=_positive_int, help="importance samples for OOD scores")
-    p.add_argument("--latent-dim", type=_positive_int)
-    p.add_argument("--hidden-dim", type=_positive_int, help="hidden width of the MLPs")
-    p.add_argument("--metrics", nargs="+", metavar="NAME", help="metrics (default: the suite's)")
-    p.add_argument(
+    what.add_argument("--seeds", nargs="+", type=int, metavar="N")
+    what.add_argument("--latent-dim", type=_positive_int)
+    what.add_argument("--hidden-dim", type=_positive_int, help="hidden width of the MLPs")
+    what.add_argument(
         "--option",
+        dest="suite_options",
         action="append",
         type=_key_value,
         default=[],
         metavar="KEY=VALUE",
         help="suite option, e.g. --option binarization=static (repeatable)",
     )
-    p.add_argument(
+    what.add_argument(
         "--component-option",
+        dest="component_options",
         action="append",
         default=[],
         metavar="PART.KEY=VALUE",
         help="option of a part (encoder, decoder, prior, objective), e.g. prior.components=20 "
         "or objective.k=50 (repeatable)",
     )
-    p.add_argument("--out", help="results directory (default: results/SUITE)")
-    p.add_argument("--data-dir", help="where datasets live (default: $VAEBENCH_DATA or cache)")
-    p.add_argument("--executor", default="local", help="local, process, ray... (default: local)")
-    p.add_argument(
+    what.add_argument("--data-dir", help="where datasets live (default: $VAEBENCH_DATA or cache)")
+
+    budget = p.add_argument_group("budget (overrides the profile)")
+    budget.add_argument(
+        "--budget",
+        "--profile",
+        dest="profile",
+        default="default",
+        help="the suite's profile: default, paper, tiny, a paper's set-up... (default: default)",
+    )
+    budget.add_argument("--steps", type=_positive_int, help="gradient steps")
+    budget.add_argument("--epochs", type=_positive_int, help="epochs instead of steps")
+    budget.add_argument("--max-seconds", type=_positive_float, help="wall-clock cap per training")
+    budget.add_argument("--batch-size", type=_positive_int)
+    budget.add_argument("--lr", type=_positive_float)
+    budget.add_argument("--patience", type=_positive_int, help="early-stopping patience")
+    budget.add_argument("--eval-every", type=_positive_int, help="validate every N steps")
+    budget.add_argument("--checkpoint-every", type=_positive_int, help="checkpoint every N steps")
+
+    evaluation = p.add_argument_group("evaluation")
+    evaluation.add_argument(
+        "-k", "--k", type=_positive_int, dest="k", help="importance samples for IW-NLL"
+    )
+    evaluation.add_argument("--k-ood", type=_positive_int, help="importance samples for OOD")
+    evaluation.add_argument("--metrics", nargs="+", metavar="NAME", help="default: the suite's")
+
+    execution = p.add_argument_group("execution")
+    execution.add_argument("--executor", default="local", help="local, process, ray...")
+    execution.add_argument(
         "--jobs",
         type=_positive_int,
         help="worker processes (process executor) or CPUs of the local cluster (ray executor)",
     )
-    p.add_argument(
+    execution.add_argument(
         "--ray-address",
         help="join this Ray cluster (ray executor; default: $RAY_ADDRESS, else start a local one)",
     )
-    p.add_argument(
+    execution.add_argument(
         "--executor-option",
+        dest="executor_options",
         action="append",
         type=_key_value,
         default=[],
         metavar="KEY=VALUE",
         help="executor option, e.g. retries=3, timeout=600, cpus=2, gpus=1 (repeatable)",
     )
-    p.add_argument(
+    execution.add_argument(
         "--device",
         default="auto",
         help="auto (a GPU when there is one), cpu, cuda, cuda:N, mps (default: auto)",
     )
-    p.add_argument(
+    execution.add_argument(
         "--precision",
         default="fp32",
         choices=["fp32", "bf16"],
         help="training precision (bf16 autocast); evaluation is fp32 (default: fp32)",
     )
-    p.add_argument(
+    execution.add_argument(
         "--seed-batch",
         type=_seed_batch,
         default="auto",
         metavar="N|auto",
         help="seeds of a combination trained together as one vectorised model (default: auto)",
     )
-    p.add_argument("--force", action="store_true", help="retrain keys that are already finished")
-    p.add_argument(
+    execution.add_argument("--force", action="store_true", help="retrain finished keys")
+    execution.add_argument(
         "--no-retry-failed",
         dest="retry_failed",
         action="store_false",
         help="keep failed records instead of running them again",
     )
-    p.add_argument("--csv", metavar="PATH", help="also write the per-seed results as CSV")
-    p.add_argument(
+
+    output = p.add_argument_group("output")
+    output.add_argument("--out", help="results directory (default: results/SUITE)")
+    output.add_argument("--csv", metavar="PATH", help="also write the per-seed results as CSV")
+    output.add_argument(
         "--format",
         default="md",
         choices=FORMATS,
         help="table format printed at the end (default: md)",
     )
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    output.add_argument("--no-progress", dest="progress", action="store_false")
     p.set_defaults(func=run)
 
 
@@ -176,13 +189,12 @@ def _component_options(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def request_from_args(args: argparse.Namespace) -> Any:
+    """The run's :class:`~vaebench.runner.RunRequest`: the repeatable KEY=VALUE flags become
+    mappings and the executor's own flags its options; every check of the values is the
+    engine's (the request's and the plan's), so the API and the CLI say the same."""
     from vaebench.runner import RunRequest
 
-    if args.steps is not None and args.epochs is not None:
-        raise ConfigError("--steps and --epochs conflict; give one of them")
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ConfigError(f"--out {args.out!r} is a file; give a directory")
-    executor_options: dict[str, Any] = dict(args.executor_option)
+    executor_options: dict[str, Any] = dict(args.executor_options)
     if args.jobs is not None:
         if args.executor == "local":
             raise ConfigError("--jobs needs a parallel executor; add --executor process")
@@ -191,41 +203,13 @@ def request_from_args(args: argparse.Namespace) -> Any:
         if args.executor != "ray":
             raise ConfigError("--ray-address needs the ray executor; add --executor ray")
         executor_options["address"] = args.ray_address
-    return RunRequest(
-        suite=args.suite,
-        profile=args.profile,
-        encoders=args.encoders,
-        decoders=args.decoders,
-        priors=args.priors,
-        objectives=args.objectives,
-        grid=args.grid,
-        seeds=args.seeds,
-        steps=args.steps,
-        epochs=args.epochs,
-        max_seconds=args.max_seconds,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        patience=args.patience,
-        eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every,
-        k=args.k,
-        k_ood=args.k_ood,
-        latent_dim=args.latent_dim,
-        hidden_dim=args.hidden_dim,
-        metrics=args.metrics,
-        suite_options=dict(args.option),
-        component_options=_component_options(args.component_option),
-        out=args.out,
-        data_dir=args.data_dir,
-        executor=args.executor,
+    values = dict(vars(args))
+    values.update(
+        suite_options=dict(args.suite_options),
+        component_options=_component_options(args.component_options),
         executor_options=executor_options,
-        device=args.device,
-        precision=args.precision,
-        seed_batch=args.seed_batch,
-        force=args.force,
-        retry_failed=args.retry_failed,
-        progress=args.progress,
     )
+    return RunRequest.from_args(values)
 
 
 def bf16_warning(precision: str, device: str) -> str | None:
