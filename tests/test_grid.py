@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -216,12 +217,12 @@ def test_the_literature_profiles_fix_the_papers_set_ups(host) -> None:  # type: 
 def test_run_prints_its_plan_and_a_busy_run_exits_with_its_own_status(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "vaebench.cli", "run", *["--suite", "digits", "--budget", "tiny"]]
     args = [*cli, "--seeds", "0", "--priors", "standard-normal", "--out", str(tmp_path)]
-    env = {"VAEBENCH_PLUGINS": "none", "OMP_NUM_THREADS": "1", "PATH": ""}
+    env = {**os.environ, "VAEBENCH_PLUGINS": "none", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [*args, "--option", "limit=100", "--metrics", "likelihood", "-k", "2"],
         capture_output=True,
         text=True,
-        env={**env, **__import__("os").environ, **env},
+        env=env,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
@@ -229,3 +230,24 @@ def test_run_prints_its_plan_and_a_busy_run_exits_with_its_own_status(tmp_path: 
         done.stderr
     )
     assert "mlp-gaussian / mlp-categorical / standard-normal / elbo" in done.stderr
+
+
+def test_a_run_whose_keys_another_run_holds_exits_3_not_0(tmp_path: Path) -> None:
+    """A script doing `vaebench run && vaebench compare` must not gate results another run is
+    still computing."""
+    from vaebench import plugins, results
+
+    with plugins.use_host(plugins.PluginHost(entry_points=False)) as host:
+        units = plan(request(seeds=[0], priors=["standard-normal"], out=str(tmp_path)), host)
+    root = results.prepare_dir(tmp_path)
+    cli = [sys.executable, "-m", "vaebench.cli", "run", *["--suite", "digits", "--budget", "tiny"]]
+    args = [*cli, "--seeds", "0", "--priors", "standard-normal", "--out", str(tmp_path)]
+    env = {**os.environ, "VAEBENCH_PLUGINS": "none", "OMP_NUM_THREADS": "1"}
+    with results.key_locks(root, units[0].stems) as held:
+        assert held == set(units[0].stems)
+        busy = subprocess.run(
+            [*args, "--no-progress"], capture_output=True, text=True, env=env, timeout=600
+        )
+    assert busy.returncode == 3, busy.stderr
+    assert "left to another run" in busy.stderr and "incomplete" in busy.stderr
+    assert not list((tmp_path / "records").glob("*.json"))
