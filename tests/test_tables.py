@@ -395,3 +395,19 @@ def test_run_summary_helpers(tmp_path: Path) -> None:
     path = tables.write_per_seed_csv(records, tmp_path / "seeds.csv")
     loaded, problems = tables.load_results([path])
     assert problems == [] and len(loaded) == len(records)
+
+
+def test_the_ood_tables_say_where_auprc_chance_lies(tmp_path: Path) -> None:
+    from tests.small_runs import tiny_digits
+    from vaebench.api import run
+    from vaebench.tables import render_run
+
+    summary = run(
+        **tiny_digits(
+            metrics=["likelihood", "ood"], priors=["standard-normal"], seeds=[0], out=str(tmp_path)
+        )
+    )
+    text = render_run(summary.records, "md")
+    likelihood, _, ood = text.partition("Out-of-distribution")
+    assert "AUPRC's chance level is the OOD set's share" in ood
+    assert "AUPRC's chance level" not in likelihood

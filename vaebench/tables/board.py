@@ -158,6 +158,12 @@ def _board_footnotes(board: Leaderboard, untested: Mapping[str, list[str]]) -> l
         notes.append(f"Not tested (fewer than 2 seeds here or in the best): {listed}.")
     if any(r.n_failed for r in board.rows):
         notes.append("Seeds: successful runs; failed runs are counted, not averaged.")
+    if any(m.name.endswith("/auprc") for m in board.metrics):
+        notes.append(
+            "AUPRC's chance level is the OOD set's share of the points scored, not 0.5 as for "
+            "AUROC: about 0.17 for 2,000 OOD images against 10,000 test images (mnist, "
+            "fashion-mnist), 0.5 for sets of equal size (digits)."
+        )
     return notes
 
 
@@ -255,7 +261,7 @@ def _note_differences(boards: Sequence[Leaderboard]) -> None:
 
 
 def leaderboard(
-    records: Iterable[dict[str, Any]], metrics: Sequence[str], rank_by: str | None = None
+    records: Iterable[Mapping[str, Any]], metrics: Sequence[str], rank_by: str | None = None
 ) -> list[Leaderboard]:
     """One ranked table per comparability group, ordered by suite.
 
