@@ -27,8 +27,7 @@ PRECISIONS = ("fp32", "bf16")
 AUTO_GPU_SEED_BATCH = 128
 # ... and on a CPU in this process (see benchmarks/README.md). With a parallel executor on a
 # CPU, ``auto`` keeps one seed per unit: batching gains little there, and more units spread
-# better over the workers (the digits default grid, --jobs 2 on 2 cores: 79 s with one seed per
-# unit against 108 s with two; benchmarks/README.md).
+# better over the workers (measured on the digits grid: benchmarks/README.md).
 AUTO_CPU_SEED_BATCH = 16
 # The four parts of a combination, in the order labels and keys name them.
 PARTS: tuple[str, ...] = (*COMPONENT_KINDS, "objective")

@@ -136,11 +136,9 @@ def make_loader(name: str, other: str):  # type: ignore[no-untyped-def]
 
 def _profiles() -> dict[str, Profile]:
     return {
-        # Sized from training steps and IW passes timed on random data of this shape (one
-        # torch thread, on a loaded 2-core machine): a step of 64 images 72 ms and one
-        # (point, sample) of evaluation 0.39 ms with one logistic per channel, 351 ms and
-        # 2.06 ms with five. Six trainings (3 priors x 2 seeds) of 1000 steps, K = 10 on the
-        # 10,000 test images and K = 5 on 7 OOD sets of 2,000: about 15 minutes.
+        # Sized from training steps and IW passes timed on random data of this shape: six
+        # trainings (3 priors x 2 seeds) of 1000 steps, K = 10 on the test images and K = 5
+        # on the OOD sets take about 15 minutes (README, "Suites beyond MNIST").
         "default": Profile(
             Budget(steps=1000, batch_size=64, lr=1e-3, eval_every=500, patience=None),
             EvalSettings(k=10, k_ood=5),
