@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -233,8 +233,8 @@ def _compare_group(
 
 
 def compare(
-    baseline_records: Iterable[dict[str, Any]],
-    current_records: Iterable[dict[str, Any]],
+    baseline_records: Iterable[Mapping[str, Any]],
+    current_records: Iterable[Mapping[str, Any]],
     metrics: Sequence[str] | None = None,
     tolerance: Tolerance | None = None,
 ) -> Comparison:

@@ -67,7 +67,7 @@ def build_report(
         )
     records, conflicts = tables.merge_records(records)
     report = Report(html="")
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[Mapping[str, Any]]] = {}
     for record in records:
         groups.setdefault(tables.group_id(record), []).append(record)
     ordered = sorted(groups.values(), key=lambda rs: tables.canonical_json(_group_key(rs[0])))
@@ -157,7 +157,7 @@ class _Section:
 
 
 def _group_section(
-    records: list[dict[str, Any]], several: bool, report: Report, pdf: bool
+    records: Sequence[Mapping[str, Any]], several: bool, report: Report, pdf: bool
 ) -> tuple[str, str, str]:
     first = records[0]
     suite = first["suite"].get("name", "")
@@ -185,7 +185,7 @@ def _group_section(
     return title, section.stem, "\n".join(b for b in body if b)
 
 
-def _curves(records: list[dict[str, Any]], section: _Section) -> list[str]:
+def _curves(records: Sequence[Mapping[str, Any]], section: _Section) -> list[str]:
     from vaebench.report import figures
 
     curves, missing = figdata.learning_curves(records)
@@ -206,7 +206,7 @@ def _curves(records: list[dict[str, Any]], section: _Section) -> list[str]:
     return [*out, section.missing(missing, "learning curves")]
 
 
-def _collapse(records: list[dict[str, Any]], section: _Section) -> list[str]:
+def _collapse(records: Sequence[Mapping[str, Any]], section: _Section) -> list[str]:
     from vaebench.report import figures
 
     bars, missing = figdata.kl_bars(records)
@@ -224,7 +224,7 @@ def _collapse(records: list[dict[str, Any]], section: _Section) -> list[str]:
     return [*out, section.missing(missing, "collapse figures")]
 
 
-def _rocs(records: list[dict[str, Any]], section: _Section) -> list[str]:
+def _rocs(records: Sequence[Mapping[str, Any]], section: _Section) -> list[str]:
     from vaebench.report import figures
 
     rocs, missing = figdata.roc_curves(records)
@@ -248,7 +248,7 @@ def _rocs(records: list[dict[str, Any]], section: _Section) -> list[str]:
     return [*out, section.missing(missing, "ROC curves")]
 
 
-def _grids(records: list[dict[str, Any]], section: _Section) -> list[str]:
+def _grids(records: Sequence[Mapping[str, Any]], section: _Section) -> list[str]:
     from vaebench.report import figures
 
     grids, missing = figdata.image_grids(records)
@@ -269,7 +269,7 @@ def _grids(records: list[dict[str, Any]], section: _Section) -> list[str]:
     return [*out, section.missing(missing, "image grids")]
 
 
-def _tables(records: list[dict[str, Any]], section: _Section) -> str:
+def _tables(records: Sequence[Mapping[str, Any]], section: _Section) -> str:
     """The group's tables, section by section as the metrics declare them (the same tables
     ``vaebench run`` prints)."""
     ok = [r for r in records if r.get("status") == "ok"]
@@ -294,7 +294,7 @@ def _tables(records: list[dict[str, Any]], section: _Section) -> str:
     return "\n".join(parts)
 
 
-def _runs(records: list[dict[str, Any]]) -> str:
+def _runs(records: Sequence[Mapping[str, Any]]) -> str:
     statuses = figdata.run_statuses(records)
     return html.table(
         ["combination", "seed", "status", "detail"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -131,15 +131,16 @@ def _metric_numbers(record: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     return record["status"], {k: repr(float(m["value"])) for k, m in record["metrics"].items()}
 
 
-def merge_records(
-    records: Iterable[dict[str, Any]],
-) -> tuple[list[dict[str, Any]], list[str]]:
+_R = TypeVar("_R", bound=Mapping[str, Any])
+
+
+def merge_records(records: Iterable[_R]) -> tuple[list[_R], list[str]]:
     """Drop repeated keys: identical copies silently, differing ones reported as conflicts.
 
     The first record of a key is kept; each later copy whose status or metric values differ
     yields one message naming both files.
     """
-    kept: dict[str, dict[str, Any]] = {}
+    kept: dict[str, _R] = {}
     conflicts: list[str] = []
     for record in records:
         first = kept.setdefault(record["key"], record)

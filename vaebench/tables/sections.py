@@ -77,7 +77,7 @@ class SectionTable:
     metrics: tuple[str, ...]
     rank_by: str | None
 
-    def boards(self, records: Iterable[dict[str, Any]]) -> list[Leaderboard]:
+    def boards(self, records: Iterable[Mapping[str, Any]]) -> list[Leaderboard]:
         """The table's leaderboards; ConfigError when none of its outputs has a direction."""
         return leaderboard(records, list(self.metrics), self.rank_by)
 
@@ -167,7 +167,7 @@ def _heading(title: str, fmt: str) -> str:
 
 
 def render_sections(
-    records: Iterable[dict[str, Any]],
+    records: Iterable[Mapping[str, Any]],
     fmt: str = "md",
     decimals: int = DEFAULT_DECIMALS,
     only: Sequence[str] | None = None,
@@ -217,7 +217,7 @@ def render_sections(
 
 
 def render_run(
-    records: Iterable[dict[str, Any]], fmt: str = "md", decimals: int = DEFAULT_DECIMALS
+    records: Iterable[Mapping[str, Any]], fmt: str = "md", decimals: int = DEFAULT_DECIMALS
 ) -> str:
     """What ``vaebench run`` prints: every section's tables as one document
     (:func:`render_sections`), so a program can parse json whole; csv is the per-seed table
