@@ -193,7 +193,7 @@ class _Stack:
 
     def load_into_models(self, states: Sequence[dict[str, torch.Tensor]]) -> None:
         for model, state in zip(self.models, states, strict=True):
-            named = dict(model.named_parameters())
+            named: dict[str, torch.Tensor] = dict(model.named_parameters())
             named.update(dict(model.named_buffers()))
             with torch.no_grad():
                 for name, value in state.items():

@@ -51,14 +51,17 @@ def read_checkpoint(
         state = torch.load(path, map_location=device, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
             zipfile.BadZipFile) as e:  # fmt: skip
-        return _set_aside(path, f"it cannot be loaded ({type(e).__name__}: {_first_line(e)})")
+        _set_aside(path, f"it cannot be loaded ({type(e).__name__}: {_first_line(e)})")
+        return None
     if not isinstance(state, dict) or not isinstance(state.get("kind"), str):
-        return _set_aside(path, f"it holds a {type(state).__name__}, not a checkpoint payload")
+        _set_aside(path, f"it holds a {type(state).__name__}, not a checkpoint payload")
+        return None
     if state["kind"] != kind:
         return None
     missing = [key for key in required if key not in state]
     if missing:
-        return _set_aside(path, f"its {kind} payload lacks {', '.join(missing)}")
+        _set_aside(path, f"its {kind} payload lacks {', '.join(missing)}")
+        return None
     return state
 
 

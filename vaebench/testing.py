@@ -201,7 +201,7 @@ def host_with(*specs: ComponentSpec) -> PluginHost:
 def _partner(host: PluginHost, kind: str, data: DataSpec) -> str:
     preferred = {"encoder": "mlp-gaussian", "prior": "standard-normal"}.get(kind)
     registry = host.registry(kind)
-    if preferred in registry and registry.get(preferred).fits(data):
+    if preferred is not None and preferred in registry and registry.get(preferred).fits(data):
         return preferred
     for entry in registry:
         if entry.plugin == BUILTIN_NAME and entry.obj.fits(data):
@@ -269,11 +269,11 @@ def build_harness(
             )
     elif not spec.fits(data_spec):
         raise ContractError(f"{kind} {spec.name!r} does not fit {data_spec}")
-    combination = {
+    combination: dict[str, str] = {
         k: spec.name if k == kind else (partners or {}).get(k) or _partner(host, k, data_spec)
         for k in COMPONENT_KINDS
     }
-    component_options = {kind: dict(options or {})}
+    component_options: dict[str, dict[str, Any]] = {kind: dict(options or {})}
     data = tiny_suite_data(data_spec, seed=seed)
     torch.manual_seed(seed)
     model = build_model(host, combination, component_options, data_spec, latent_dim, hidden_dim)
@@ -332,10 +332,11 @@ def check_gradients(h: Harness) -> None:
             f"{h.who}: no gradient reaches parameter(s) {', '.join(missing)}; they are unused "
             "in log_prob/rsample, or the graph is cut (detach, no_grad, .item())"
         )
-    bad = [n for n, p in params if not torch.isfinite(p.grad).all()]
+    grads = [(n, p.grad) for n, p in params if p.grad is not None]  # all of them, as checked
+    bad = [n for n, g in grads if not torch.isfinite(g).all()]
     if bad:
         raise ContractError(f"{h.who}: non-finite gradient in parameter(s) {', '.join(bad)}")
-    if params and all(float(p.grad.abs().sum()) == 0 for _, p in params):
+    if grads and all(float(g.abs().sum()) == 0 for _, g in grads):
         raise ContractError(f"{h.who}: every gradient is exactly zero; nothing would train")
     model.zero_grad(set_to_none=True)
 
@@ -685,8 +686,8 @@ def linked_data_dir(
     else:
         folders = {name: Path(source) / name for name in datasets}
     root = Path(dest)
-    missing = [folders[d] / f for d in datasets for f in FILES.values()]
-    missing = [str(p) for p in missing if not p.is_file()]
+    wanted = [folders[d] / f for d in datasets for f in FILES.values()]
+    missing = [str(p) for p in wanted if not p.is_file()]
     if missing:
         raise DataError(f"dataset files missing: {', '.join(missing)}")
     for name in datasets:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch.distributions import (
@@ -52,7 +52,14 @@ NoiseSource = Callable[[Sequence[int], torch.dtype, Any], torch.Tensor]
 
 # Every torch.distributions module that draws its reparameterisation noise through
 # ``utils._standard_normal`` (torch 2.x); each holds its own reference, so each is patched.
-_NOISE_MODULES = (utils, normal, multivariate_normal, lowrank_multivariate_normal, studentT)
+# Typed Any: _standard_normal is private, not in the modules' type information.
+_NOISE_MODULES: tuple[Any, ...] = (
+    utils,
+    normal,
+    multivariate_normal,
+    lowrank_multivariate_normal,
+    studentT,
+)
 
 
 @contextlib.contextmanager
@@ -174,7 +181,8 @@ def make_adam(
     """Adam over ``params``, fused where the device has the fused kernel."""
     kind = torch.device(device).type if device is not None else "cpu"
     fused = kind in FUSED_ADAM_DEVICES and all(p.is_floating_point() for p in params)
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, fused=fused or None)
+    pair = cast(tuple[float, float], tuple(betas))  # Budget checks there are two
+    return torch.optim.Adam(params, lr=lr, betas=pair, eps=eps, fused=fused or None)
 
 
 def save_payload(path: Path, payload: dict[str, Any], write: Callable[[Path, bytes], None]) -> None:

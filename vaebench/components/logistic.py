@@ -114,7 +114,9 @@ class DiscretizedLogisticMixture(Distribution):
         return (weights * total).sum(-1)
 
     @torch.no_grad()
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> torch.Tensor:
+    def sample(
+        self, sample_shape: torch.Size | list[int] | tuple[int, ...] = torch.Size()
+    ) -> torch.Tensor:
         """Pick a component, draw a logistic by inversion, and return the level whose bin it
         falls in (the end bins take the tails)."""
         shape = torch.Size(sample_shape) + self.means.shape

@@ -159,10 +159,12 @@ class LevelCategorical(Categorical):
         Distribution.__init__(self, logits.shape[:-1], validate_args=False)
 
     @lazy_property
-    def logits(self) -> torch.Tensor:  # type: ignore[override]
+    def logits(self) -> torch.Tensor:
         return torch.log_softmax(self._raw_logits, dim=-1)
 
-    def expand(self, batch_shape: torch.Size, _instance: object = None) -> LevelCategorical:
+    def expand(
+        self, batch_shape: torch.Size | list[int] | tuple[int, ...], _instance: object = None
+    ) -> LevelCategorical:
         shape = torch.Size(batch_shape) + torch.Size((self._num_events,))
         return LevelCategorical(self._raw_logits.expand(shape))
 

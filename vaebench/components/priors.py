@@ -32,6 +32,8 @@ VAMP_OPTIONS = {
 
 
 class StandardNormalPrior(nn.Module):
+    _anchor: torch.Tensor  # a buffer: carries the device and dtype
+
     def __init__(self, latent: int) -> None:
         super().__init__()
         self.latent = latent
@@ -78,6 +80,8 @@ class VampPrior(nn.Module):
     VAE's encoder (trained once, saved once), and ``torch.func.functional_call`` on the VAE
     still swaps them because it swaps them on the shared module object.
     """
+
+    _encoder: nn.Module
 
     def __init__(
         self,
@@ -131,8 +135,11 @@ class VampPrior(nn.Module):
 
 def _diagonal_base(q: torch.distributions.Distribution) -> Normal | None:
     """The Normal under a diagonal Gaussian ``Independent(Normal, 1)``, else None."""
-    is_diagonal = isinstance(q, Independent) and q.reinterpreted_batch_ndims == 1
-    return q.base_dist if is_diagonal and type(q.base_dist) is Normal else None
+    if isinstance(q, Independent) and q.reinterpreted_batch_ndims == 1:
+        base = q.base_dist
+        if type(base) is Normal:
+            return base
+    return None
 
 
 def diagonal_gaussian_log_probs(
@@ -151,6 +158,7 @@ def diagonal_gaussian_log_probs(
     (a centred square, no expansion), so the results agree to float rounding.
     """
     if log_scale is None:
+        assert scale is not None, "give log_scale or scale"
         log_scale = scale.log()
     inv_scale = torch.exp(-log_scale) if scale is None else scale.reciprocal()
     log_norm = log_scale.sum(-1) + 0.5 * loc.shape[-1] * math.log(2 * math.pi)  # [K]

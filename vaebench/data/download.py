@@ -25,6 +25,7 @@ import contextlib
 import gzip
 import hashlib
 import http.client
+import io
 import json
 import os
 import stat
@@ -37,7 +38,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from tqdm import tqdm
 
@@ -160,7 +161,7 @@ def resolve_mirrors(name: str, mirrors: Sequence[str] | None = None) -> list[str
     return [b if b.endswith("/") else b + "/" for b in bases]
 
 
-def open_uncompressed(path: str | os.PathLike[str]) -> BinaryIO:
+def open_uncompressed(path: str | os.PathLike[str]) -> io.BufferedIOBase:
     """Open for reading, decompressing if the file starts with the gzip magic (not by name)."""
     with open(path, "rb") as f:
         compressed = f.read(2) == GZIP_MAGIC
@@ -216,8 +217,8 @@ def download_file(
     most ``max_bytes`` are received.
     """
     dest = Path(dest)
-    expected = {"md5": md5_uncompressed, "sha256": sha256}
-    expected = {algo: value for algo, value in expected.items() if value}
+    given = {"md5": md5_uncompressed, "sha256": sha256}
+    expected = {algo: value for algo, value in given.items() if value}
     if not expected:
         raise ConfigError(f"download_file({url!r}): give md5_uncompressed, sha256 or both.")
     if checksum_of not in ("content", "file"):
@@ -313,7 +314,7 @@ class _HttpsRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _stream(url: str, out: BinaryIO, label: str, progress: bool, max_bytes: int) -> None:
+def _stream(url: str, out: IO[bytes], label: str, progress: bool, max_bytes: int) -> None:
     """Copy the response into ``out``; network failures become _FetchError, write errors don't."""
     try:
         # A new opener per download: Python 3.12+ fixes an HTTPS handler's certificate store

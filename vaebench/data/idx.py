@@ -6,10 +6,10 @@ with the number of dimensions, one big-endian uint32 per dimension, then the val
 
 from __future__ import annotations
 
+import io
 import os
 import zlib
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ def read_idx(path: str | os.PathLike[str]) -> torch.Tensor:
         ) from e
 
 
-def _parse(f: BinaryIO, path: Path, fix: str) -> torch.Tensor:
+def _parse(f: io.BufferedIOBase, path: Path, fix: str) -> torch.Tensor:
     head = f.read(4)
     if len(head) < 4 or head[:2] != b"\0\0" or head[2] != _UINT8 or not 1 <= head[3] <= _MAX_NDIM:
         raise DataError(

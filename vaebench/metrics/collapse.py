@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
@@ -119,7 +120,9 @@ def _kl_stats(ctx: EvalContext, split: str) -> KLStats:
     # when both q(z|x) and p(z) are products of those marginals (a full-covariance q is not).
     dims_closed = per_dim_ok and isinstance(q_marg, Normal) and isinstance(p_marg, Normal)
     total_closed = (
-        dims_closed and isinstance(first, Independent) and _factorises(ctx, p_marg, first.sample())
+        dims_closed
+        and isinstance(first, Independent)
+        and _factorises(ctx, cast(Distribution, p_marg), first.sample())  # not None: dims_closed
     )
     note = ""
     if p_marg is None:
@@ -133,14 +136,19 @@ def _kl_stats(ctx: EvalContext, split: str) -> KLStats:
         z = None if total_closed else q.sample((KL_SAMPLES,))  # [S, B, M]
         if per_dim is not None:
             marginals = posterior_marginals(q)
+            # per_dim_ok: both have marginals (every chunk comes from the same encoder)
+            assert marginals is not None and p_marg is not None
             if dims_closed:
                 dims = torch.distributions.kl_divergence(marginals, p_marg).double()
             else:
+                assert z is not None  # drawn whenever the total is not closed-form
                 dims = (marginals.log_prob(z).double() - p_marg.log_prob(z).double()).mean(0)
             per_dim[rows] = dims.cpu()
         if total_closed:
+            assert per_dim is not None  # total_closed implies per_dim_ok
             per_point[rows] = per_dim[rows].sum(-1)
         else:
+            assert z is not None
             log_ratio = q.log_prob(z).double() - ctx.model.prior.log_prob(z).double()
             per_point[rows] = log_ratio.mean(0).cpu()
     return KLStats(

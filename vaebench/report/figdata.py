@@ -401,7 +401,9 @@ def kl_bars(records: Iterable[Mapping[str, Any]]) -> tuple[list[KlBars], list[Mi
             note = (kl_metric.get("extra") or {}).get("note")
             if kl is None and note and note not in notes:
                 notes.append(note)
-            order = np.argsort(-(kl if kl is not None else activity), kind="stable")
+            basis = kl if kl is not None else activity
+            assert basis is not None  # both None was skipped above
+            order = np.argsort(-basis, kind="stable")
             if kl is not None:
                 kl_rows.append(kl[order])
             if activity is not None:

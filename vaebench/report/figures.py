@@ -12,6 +12,7 @@ import itertools
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -28,7 +29,7 @@ CURVE_CUT = 0.1
 MIN_POINTS_AFTER_CUT = 4
 
 
-def styles() -> Iterator[dict[str, str]]:
+def styles() -> Iterator[dict[str, Any]]:
     """Colour and line style for the i-th line: every colour solid, then every colour dashed..."""
     for style, colour in itertools.product(LINE_STYLES, OKABE_ITO):
         yield {"color": colour, "linestyle": style}
