@@ -56,6 +56,7 @@ def assert_same_training(alone: TrainResult, batched: TrainResult) -> None:
         assert math.isclose(a["train_loss"], b["train_loss"], rel_tol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prior", ["standard-normal", "mog", "vamp"])
 def test_each_batched_seed_equals_the_seed_alone(prior: str, data) -> None:  # type: ignore[no-untyped-def]
     host = plugins.default_host()

@@ -46,6 +46,7 @@ def test_data_moves_to_the_device_once(tmp_path: Path) -> None:
     assert data_on(data, device) is first and first.train.device.type == device.type
 
 
+@pytest.mark.slow
 def test_precision_and_device_go_into_every_record_and_bf16_is_its_own_key(
     tmp_path: Path,
 ) -> None:
@@ -94,6 +95,7 @@ def test_run_command_passes_seed_batch_device_and_executor_options() -> None:
         parse(["run", "--seed-batch", "0"])
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_runs_with_tiny_sizes_on_the_cpu() -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py"), "--quick", "--device", "cpu"],

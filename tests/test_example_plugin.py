@@ -54,6 +54,7 @@ def test_blocked_by_vaebench_plugins_none(
     assert "student-t" not in plugins.default_host().registry("prior")
 
 
+@pytest.mark.slow
 def test_joins_the_mnist_default_grid_not_the_builtin_only_digits_grid(
     example_installed: str, real_data_dir: Path
 ) -> None:
@@ -72,6 +73,7 @@ def test_joins_the_mnist_default_grid_not_the_builtin_only_digits_grid(
     assert "student-t" not in {u.combination["prior"] for u in digits}
 
 
+@pytest.mark.slow
 def test_runs_in_a_grid(example_installed: str, tmp_path: Path) -> None:
     summary = api.run(
         suite="digits",

@@ -18,7 +18,7 @@ from vaebench.executors.process import ProcessExecutor, WorkerLost
 GRID = tiny_digits(priors=["standard-normal", "vamp"], seeds=[0, 1])
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # worker processes
 
 
 def die_once(marker: str) -> str:

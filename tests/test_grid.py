@@ -214,6 +214,7 @@ def test_the_literature_profiles_fix_the_papers_set_ups(host) -> None:  # type: 
     assert burda.options["iwae"] == ({"k": 5}, {"k": 50})
 
 
+@pytest.mark.slow
 def test_run_prints_its_plan_and_a_busy_run_exits_with_its_own_status(tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "vaebench.cli", "run", *["--suite", "digits", "--budget", "tiny"]]
     args = [*cli, "--seeds", "0", "--priors", "standard-normal", "--out", str(tmp_path)]
@@ -232,6 +233,7 @@ def test_run_prints_its_plan_and_a_busy_run_exits_with_its_own_status(tmp_path: 
     assert "mlp-gaussian / mlp-categorical / standard-normal / elbo" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_run_whose_keys_another_run_holds_exits_3_not_0(tmp_path: Path) -> None:
     """A script doing `vaebench run && vaebench compare` must not gate results another run is
     still computing."""

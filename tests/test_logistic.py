@@ -184,6 +184,14 @@ class TestLogisticMixtureContract(ContractSuite):
             assert len(cases) == 2
             metafunc.parametrize("case", cases, ids=[c.id for c in cases])
 
+    @pytest.mark.slow
+    def test_densities_are_normalised(self, case) -> None:
+        super().test_densities_are_normalised(case)
+
+    @pytest.mark.slow
+    def test_tiny_train_and_evaluate(self, case) -> None:
+        super().test_tiny_train_and_evaluate(case)
+
 
 def test_maximum_likelihood_reaches_the_entropy(one_thread: None) -> None:
     """Fitted by Adam to data that is level 10 or level 200 with equal odds, a two-component

@@ -245,6 +245,7 @@ def test_a_decoder_that_ignores_z_leaves_no_active_unit_kl_or_information(one_th
     assert abs(out["collapse/mi"].value) < 0.03
 
 
+@pytest.mark.slow
 def test_probabilistic_pca_data_of_rank_two_leaves_two_active_units(one_thread) -> None:
     # The decoder's noise is fixed above the data's: with a learned one the maximum-likelihood
     # fit on a finite sample uses the noise directions whose sample eigenvalues exceed the

@@ -48,6 +48,7 @@ def test_identical_posteriors_give_both_directions_in_closed_form() -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_broad_aggregate_posterior_matches_the_gaussian_it_approximates() -> None:
     # x ~ N(0, 1) and q(z|x) = N(x, 1): q(z) is close to N(0, 2) for large N.
     n = 2000
@@ -61,6 +62,7 @@ def test_a_broad_aggregate_posterior_matches_the_gaussian_it_approximates() -> N
     )
 
 
+@pytest.mark.slow
 def test_a_capped_aggregate_posterior_is_the_one_of_its_subset() -> None:
     n, cap = 300, 40
     g = torch.Generator().manual_seed(8)
@@ -76,6 +78,7 @@ def test_a_capped_aggregate_posterior_is_the_one_of_its_subset() -> None:
         make_holes(max_points=1)
 
 
+@pytest.mark.slow
 def test_marginal_kl_is_kl_minus_mi_and_does_not_depend_on_metric_order() -> None:
     n = 60
     g = torch.Generator().manual_seed(6)

@@ -124,6 +124,7 @@ def test_bad_objective_options_are_one_line_errors(spec, options, message) -> No
         pytest.param(make(BETA, beta=2.0), id="beta-2"),
     ],
 )
+@pytest.mark.slow
 def test_every_objective_trains_batched_with_the_numbers_it_gets_alone(objective, data) -> None:  # type: ignore[no-untyped-def]
     budget = Budget(steps=30, batch_size=50, lr=0.01, eval_every=5, patience=2)
     seeds = [0, 1]

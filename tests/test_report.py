@@ -21,6 +21,7 @@ from vaebench.results import load_records
 from vaebench.suites import digits
 
 pytest.importorskip("matplotlib")
+pytestmark = pytest.mark.slow  # every test reads a trained grid (the tiny_run fixture)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from vaebench import results
 
 CLI = [sys.executable, "-m", "vaebench.cli"]
@@ -66,6 +68,7 @@ def _records(out: Path) -> list[dict]:
     return records
 
 
+@pytest.mark.slow
 def test_a_training_resumed_from_its_checkpoint_ends_like_an_uninterrupted_one(
     tmp_path: Path,
 ) -> None:
@@ -103,6 +106,7 @@ def test_a_training_resumed_from_its_checkpoint_ends_like_an_uninterrupted_one(
     assert not any(checkpoints.glob("*.pt")), "a finished key keeps no checkpoint"
 
 
+@pytest.mark.slow
 def test_killed_at_many_moments_then_finished_leaves_one_complete_record_per_key(
     tmp_path: Path,
 ) -> None:
@@ -150,6 +154,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_a_write_killed_midway_never_leaves_a_truncated_record(tmp_path: Path) -> None:
     for attempt in range(3):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)])
@@ -171,6 +176,7 @@ def test_atomic_writes_get_the_permissions_of_a_plain_open(tmp_path: Path) -> No
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_two_runs_into_one_directory_do_not_corrupt_each_other(tmp_path: Path) -> None:
     out = tmp_path / "shared"
     args = ("--seeds", "0", "1", "--steps", "40")

@@ -22,6 +22,7 @@ from vaebench.hookspecs import hookimpl
 TINY = {"suite": "digits", "profile": "tiny", "progress": False}
 
 
+@pytest.mark.slow
 def test_records_hold_what_a_result_needs(tmp_path: Path) -> None:
     summary = run(**TINY, priors=["standard-normal", "vamp"], seeds=[0, 1], out=str(tmp_path))
     assert summary.ran == 4 and summary.failed == 0 and len(summary.records) == 4
@@ -58,6 +59,7 @@ def test_records_hold_what_a_result_needs(tmp_path: Path) -> None:
     assert not list((tmp_path / "checkpoints").glob("*.pt"))
 
 
+@pytest.mark.slow
 def test_same_command_again_skips_finished_keys_and_force_retrains(tmp_path: Path) -> None:
     first = run(**TINY, priors=["standard-normal"], seeds=[0], out=str(tmp_path))
     again = run(**TINY, priors=["standard-normal"], seeds=[0], out=str(tmp_path))
@@ -71,6 +73,7 @@ def test_same_command_again_skips_finished_keys_and_force_retrains(tmp_path: Pat
     assert forced.records[0]["metrics"] == first.records[0]["metrics"]
 
 
+@pytest.mark.slow
 def test_a_different_budget_is_a_different_key(tmp_path: Path) -> None:
     a = run(**TINY, priors=["standard-normal"], seeds=[0], out=str(tmp_path))
     b = run(**TINY, priors=["standard-normal"], seeds=[0], out=str(tmp_path), steps=10)
@@ -107,6 +110,7 @@ def exploding_host(fresh_default_host: None) -> Iterator[plugins.PluginHost]:
         yield host
 
 
+@pytest.mark.slow
 def test_a_failing_combination_is_recorded_and_the_grid_goes_on(
     tmp_path: Path, exploding_host: plugins.PluginHost
 ) -> None:
@@ -150,6 +154,7 @@ def test_bad_requests_say_what_is_wrong(tmp_path: Path) -> None:
         run(**TINY, priors=["standard-normal"], seeds=[0], out=str(a_file))
 
 
+@pytest.mark.slow
 def test_loading_skips_and_reports_bad_records(tmp_path: Path) -> None:
     run(**TINY, priors=["standard-normal"], seeds=[0, 1], out=str(tmp_path))
     files = sorted((tmp_path / "records").glob("*.json"))

@@ -397,6 +397,7 @@ def test_run_summary_helpers(tmp_path: Path) -> None:
     assert problems == [] and len(loaded) == len(records)
 
 
+@pytest.mark.slow
 def test_the_ood_tables_say_where_auprc_chance_lies(tmp_path: Path) -> None:
     from tests.small_runs import tiny_digits
     from vaebench.api import run

@@ -56,6 +56,14 @@ class TestBuiltinContracts(ContractSuite):
     def host(self) -> plugins.PluginHost:
         return builtin_host()  # installed plugins cannot change what this test sees
 
+    @pytest.mark.slow
+    def test_densities_are_normalised(self, case) -> None:
+        super().test_densities_are_normalised(case)
+
+    @pytest.mark.slow
+    def test_tiny_train_and_evaluate(self, case) -> None:
+        super().test_tiny_train_and_evaluate(case)
+
 
 def test_every_builtin_component_is_covered() -> None:
     cases = component_cases("vaebench", host=builtin_host(), every_spec=True)
@@ -288,6 +296,7 @@ BROKEN: dict[str, tuple[ComponentSpec, Any, str]] = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_kit_names_the_broken_component(name: str) -> None:
     spec, check, message = BROKEN[name]
@@ -298,6 +307,7 @@ def test_kit_names_the_broken_component(name: str) -> None:
         assert repr(spec.name) in str(info.value)
 
 
+@pytest.mark.slow
 def test_check_component_accepts_an_unpackaged_spec() -> None:
     spec = ComponentSpec("plain", "prior", lambda ctx: StandardNormalPrior(ctx.latent_dim))
     check_component("prior", spec)  # every check passes on a correct component
@@ -344,6 +354,7 @@ def test_train_and_evaluate_reports_finite_consistent_metrics() -> None:
     assert metrics["neg_elbo"] == pytest.approx(metrics["recon"] + metrics["kl"])
 
 
+@pytest.mark.slow
 def test_run_in_grid_returns_records_and_reports_failures(
     tmp_path: Path, fresh_default_host: None
 ) -> None:
@@ -403,6 +414,7 @@ def test_set_up_helpers_restore_the_environment_and_the_host(tmp_path, monkeypat
     plugins.reset_default_host()
 
 
+@pytest.mark.slow
 def test_the_generous_prior_fails_the_whole_kit_now() -> None:
     spec = ComponentSpec("generous", "prior", lambda ctx: GenerousPrior(ctx.latent_dim))
     # What the kit checked before, the IW bound below -ELBO, holds for this prior too: it holds
@@ -414,6 +426,7 @@ def test_the_generous_prior_fails_the_whole_kit_now() -> None:
         check_component("prior", spec)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["prior", "encoder", "decoder"])
 def test_density_checks_pass_correct_components_with_room_to_spare(kind: str) -> None:
     from vaebench.testing import DENSITY_TOLERANCE, decoder_normaliser, density_estimates

@@ -26,6 +26,7 @@ def load(data_dir: str, **options: object):  # type: ignore[no-untyped-def]
     return MNIST.load({"ood_size": 2000, "data_dir": data_dir, **options})
 
 
+@pytest.mark.slow
 def test_none_mode_is_the_classic_split_in_exact_grey_levels(data_dir: str) -> None:
     data = load(data_dir, binarization="none")
     raw = load_mnist_family("mnist", data_dir=data_dir, progress=False)
@@ -42,6 +43,7 @@ def test_none_mode_is_the_classic_split_in_exact_grey_levels(data_dir: str) -> N
     assert int(data.train.to(torch.int64).sum()) == 1_309_089_051  # the first 50,000 images
 
 
+@pytest.mark.slow
 def test_dynamic_mode_binarizes_each_batch_afresh(data_dir: str) -> None:
     data = load(data_dir)
     assert data.spec.levels == 2 and data.train_transform is not None
@@ -63,6 +65,7 @@ def test_dynamic_mode_binarizes_each_batch_afresh(data_dir: str) -> None:
     assert torch.equal(again, first)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_validation_test_and_ood_sets_are_fixed(data_dir: str, mode: str) -> None:
     one, two = load(data_dir, binarization=mode), load(data_dir, binarization=mode)

@@ -90,6 +90,7 @@ def test_svhn_validation_is_the_last_per_class(colour_root: Path) -> None:
     assert "cifar10" in data.ood
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["cifar10", "svhn"])
 def test_colour_tiny_profile_end_to_end(
     name: str, colour_root: Path, tmp_path: Path, one_thread: None
@@ -128,6 +129,7 @@ def test_omniglot_split_is_burdas(omniglot_root: Path) -> None:
     assert "mnist" in data.ood and data.ood["mnist"].shape[1] == 784
 
 
+@pytest.mark.slow
 def test_omniglot_tiny_profile_end_to_end(
     omniglot_root: Path, tmp_path: Path, one_thread: None
 ) -> None:
@@ -152,6 +154,7 @@ def test_caltech_split_is_the_files(caltech_root: Path) -> None:
     assert torch.equal(data.ood["inverted"], 1 - data.test)
 
 
+@pytest.mark.slow
 def test_caltech_tiny_profile_end_to_end(
     caltech_root: Path, tmp_path: Path, one_thread: None
 ) -> None:

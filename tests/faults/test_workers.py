@@ -67,6 +67,7 @@ def start_parent(tmp_path: Path, executor: str, markers: list[str]) -> subproces
     return subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_process_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
     markers = [str(tmp_path / f"unit{i}") for i in range(2)]
@@ -95,6 +96,7 @@ def test_process_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
                     os.kill(pid, signal.SIGKILL)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ray_task_workers_die_with_a_killed_driver(tmp_path: Path) -> None:
     pytest.importorskip("ray", reason="Ray is not installed: pip install 'vaebench[ray]'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from vaebench_conv.conv import ConvLogisticMixtureDecoder
 
@@ -11,6 +12,7 @@ from vaebench.testing import build_harness, check_gradients, check_sampling, che
 COLOUR = DataSpec(dim=3 * 32 * 32, levels=256, image_shape=(3, 32, 32))
 
 
+@pytest.mark.slow
 def test_colour_components_meet_the_contract() -> None:
     for kind, name in (("encoder", "conv-gaussian"), ("decoder", "conv-logistic-mixture")):
         partners = {"decoder": "conv-logistic-mixture"} if kind == "encoder" else None

@@ -36,7 +36,20 @@ class TestConvContract(ContractSuite):
     plugin = "vaebench-conv"
     data_specs = (DIGITS_SPEC, BINARY_IMAGE_SPEC)
 
+    @pytest.mark.slow
+    def test_densities_are_normalised(self, case) -> None:
+        super().test_densities_are_normalised(case)
 
+    @pytest.mark.slow  # pixelcnn samples pixel by pixel
+    def test_sampling(self, case) -> None:
+        super().test_sampling(case)
+
+    @pytest.mark.slow
+    def test_tiny_train_and_evaluate(self, case) -> None:
+        super().test_tiny_train_and_evaluate(case)
+
+
+@pytest.mark.slow
 def test_pixelcnn_on_28x28_binary_images() -> None:
     for check in (check_shapes, check_gradients, check_train_evaluate):
         check(build_harness("decoder", "pixelcnn", BINARY_IMAGE_SPEC))
@@ -64,6 +77,7 @@ def test_listed_with_its_version(default_host: None, capsys: pytest.CaptureFixtu
     assert ours["registered"] == {"encoder": ["conv-gaussian"], "decoder": DECODERS}
 
 
+@pytest.mark.slow
 def test_runs_in_the_mnist_grid(default_host: None, mnist_dir: Path, tmp_path: Path) -> None:
     options = {"limit": 40, "ood_size": 8}
     request = RunRequest(

@@ -17,6 +17,10 @@ class TestContract(ContractSuite):
 
     plugin = "vaebench-example"
 
+    @pytest.mark.slow
+    def test_densities_are_normalised(self, case) -> None:
+        super().test_densities_are_normalised(case)
+
 
 def test_log_prob_matches_scipy() -> None:
     prior = StudentTPrior(latent=3, df=4.0)

@@ -31,6 +31,14 @@ class TestFlowsContract(ContractSuite):
     plugin = "vaebench-flows"
     data_specs = (DIGITS_SPEC, BINARY_VECTOR_SPEC)
 
+    @pytest.mark.slow
+    def test_densities_are_normalised(self, case) -> None:
+        super().test_densities_are_normalised(case)
+
+    @pytest.mark.slow
+    def test_tiny_train_and_evaluate(self, case) -> None:
+        super().test_tiny_train_and_evaluate(case)
+
 
 @pytest.fixture
 def default_host() -> Iterator[None]:
@@ -54,6 +62,7 @@ def test_listed_with_its_version(default_host: None, capsys: pytest.CaptureFixtu
     assert ours["registered"] == {"encoder": ENCODERS, "prior": ["realnvp"]}
 
 
+@pytest.mark.slow
 def test_runs_in_the_mnist_grid(default_host: None, mnist_dir: Path, tmp_path: Path) -> None:
     options = {"limit": 40, "ood_size": 8}
     request = RunRequest(
@@ -83,6 +92,7 @@ def test_runs_in_the_mnist_grid(default_host: None, mnist_dir: Path, tmp_path: P
         assert values["neg_elbo"] == pytest.approx(values["recon"] + values["kl"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("encoder", ["iaf", "sylvester"])
 def test_aggregate_posterior_metrics_run_on_flow_posteriors(encoder: str) -> None:
     """collapse/mi and holes/* score every draw against every point: log q by inversion (the

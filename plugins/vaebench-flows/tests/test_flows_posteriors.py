@@ -85,6 +85,7 @@ def test_householder_posterior_is_the_rotated_gaussian() -> None:
     assert torch.allclose(q.log_prob(z.clone())[:, 0], rotated.log_prob(z[:, 0]), atol=1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_density_integrates_to_one(name: str) -> None:
     q = _encoder(name, seed=3)(_x(1))

@@ -54,6 +54,7 @@ def test_samples_invert_to_the_noise_they_came_from() -> None:
     assert torch.allclose(prior.to_noise(z)[0], noise, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_samples_follow_the_density() -> None:
     """sample() and log_prob() describe the same distribution: the first coordinate's CDF,
     integrated from the density on a grid, matches the samples' (Kolmogorov-Smirnov)."""

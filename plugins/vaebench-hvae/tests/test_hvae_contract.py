@@ -34,6 +34,14 @@ METRICS = ["likelihood", "collapse", "holes", "hvae-collapse"]
 class TestHvaeContract(ContractSuite):
     plugin = "vaebench-hvae"
 
+    @pytest.mark.slow
+    def test_densities_are_normalised(self, case) -> None:
+        super().test_densities_are_normalised(case)
+
+    @pytest.mark.slow
+    def test_tiny_train_and_evaluate(self, case) -> None:
+        super().test_tiny_train_and_evaluate(case)
+
 
 @pytest.mark.parametrize(
     ("kind", "name", "options", "partners"),
@@ -52,10 +60,12 @@ class TestHvaeContract(ContractSuite):
         "builtin-vamp-over-hvae-encoder",
     ],
 )
+@pytest.mark.slow
 def test_contract_of_each_variant(kind: str, name: str, options: dict, partners: dict) -> None:
     check_component(kind, name, BINARY_VECTOR_SPEC, options=options, partners=partners)
 
 
+@pytest.mark.slow
 def test_the_tomczak_model_trains_and_evaluates_with_every_metric() -> None:
     """q(z2|x) q(z1|x, z2), p(x|z1, z2), a VampPrior over the top path of the q(z2|x) network."""
     result = train_and_evaluate(
@@ -94,6 +104,7 @@ def test_listed_with_its_version(default_host: None, capsys: pytest.CaptureFixtu
     }
 
 
+@pytest.mark.slow
 def test_seeds_train_together_in_the_digits_grid(default_host: None, tmp_path: Path) -> None:
     summary = run_in_grid(
         tmp_path / "results",
@@ -130,6 +141,7 @@ def mnist_dir(tmp_path: Path) -> Iterator[Path]:
 @pytest.mark.parametrize(
     ("preset", "latent", "z1"), [("burda2015", 150, 100), ("tomczak2018", 80, 40)]
 )
+@pytest.mark.slow
 def test_the_papers_set_ups_run_on_mnist(
     default_host: None, mnist_dir: Path, tmp_path: Path, preset: str, latent: int, z1: int
 ) -> None:
@@ -162,5 +174,6 @@ def test_a_split_mismatch_fails_the_combination_with_its_fix(
         )
 
 
+@pytest.mark.slow
 def test_binary_images_take_bernoulli_pixels() -> None:
     check_component("decoder", "hvae-decoder", BINARY_IMAGE_SPEC)

@@ -230,6 +230,7 @@ def test_vamp_top_needs_an_encoder_with_a_path_to_z2() -> None:
     ],
     ids=["burda", "tomczak-vamp"],
 )
+@pytest.mark.slow
 def test_each_batched_seed_equals_the_seed_alone(options: dict) -> None:
     """Seeds trained as one vectorised model (torch.func.vmap) end as each does alone: same
     validation curve, early stop and parameters (fit_batched raises if it cannot vectorise)."""

@@ -38,6 +38,7 @@ def grid(lo: float = -9.0, hi: float = 9.0, n: int = 721) -> tuple[torch.Tensor,
     return torch.stack((z1.flatten(), z2.flatten()), -1), float(axis[1] - axis[0]) ** 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("form", FORMS)
 def test_log_prob_is_a_density_with_the_samplers_moments(form: str) -> None:
     """On a grid, exp(log_prob) integrates to 1, and E[z1], E[z2], E[z1 z2] and E[z2^2]
