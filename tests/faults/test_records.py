@@ -176,8 +176,10 @@ def test_a_newer_schema_is_refused_with_the_fix():
 
 
 def test_check_record_holds_a_record_to_be_written_to_the_type():
-    record = make_record("a", 0, {"iw_nll": 1.0})
+    record = schema_2(make_record("a", 0, {"iw_nll": 1.0}))
     results.check_record(record)
+    with pytest.raises(results.RecordError, match="'schema_version' is 1; writers write 2"):
+        results.check_record(make_record("a", 0, {"iw_nll": 1.0}))
     with pytest.raises(results.RecordError, match="field 'seed' must be a whole number"):
         results.check_record({**record, "seed": "0"})
     with pytest.raises(results.RecordError, match="metrics.iw_nll.value' must be a number"):
