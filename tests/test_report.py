@@ -226,7 +226,7 @@ def break_parts(source: Path, target: Path) -> dict[str, str]:
             with np.load(scores) as data:
                 kept = {n: data[n] for n in data.files if n.startswith("test/")}
             np.savez(scores, **kept)
-        labels[prior] = tables.combination_label(record["combination"])
+        labels[prior] = tables.record_label(record)
         path.write_text(json.dumps(record))
     return labels
 
