@@ -182,7 +182,8 @@ def test_two_runs_into_one_directory_do_not_corrupt_each_other(tmp_path: Path) -
     args = ("--seeds", "0", "1", "--steps", "40")
     procs = [_start(_run_cmd(out, *args)) for _ in range(2)]
     for proc in procs:
-        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode() if proc.stderr else ""
+        # 3: this run left seeds to the other one (its own tables were incomplete)
+        assert proc.wait(timeout=300) in (0, 3), proc.stderr.read().decode() if proc.stderr else ""
     records = _records(out)
     keys = [r["key"] for r in records]
     assert len(keys) == len(set(keys)) == 6
