@@ -253,3 +253,37 @@ def test_a_run_whose_keys_another_run_holds_exits_3_not_0(tmp_path: Path) -> Non
     assert busy.returncode == 3, busy.stderr
     assert "left to another run" in busy.stderr and "incomplete" in busy.stderr
     assert not list((tmp_path / "records").glob("*.json"))
+
+
+@pytest.mark.slow
+def test_a_dry_run_prints_the_plan_with_each_seeds_state_and_trains_nothing(
+    tmp_path: Path,
+) -> None:
+    import torch
+
+    from vaebench import plugins, results
+    from vaebench.runner import run
+
+    small = {"priors": ["standard-normal"], "out": str(tmp_path), "metrics": ["likelihood"]}
+    small.update(k=2, suite_options={"limit": 100})
+    with plugins.use_host(plugins.PluginHost(entry_points=False)) as host:
+        run(request(seeds=[0], **small), host)  # seed 0 finished
+        (unit,) = plan(request(seeds=[0, 1, 2], **small), host)
+    root = Path(tmp_path)
+    assert results.finished_keys(root) == {unit.keys[0]: "ok"}
+    # seed 1 mid-way through training, seed 2 never started
+    torch.save({"kind": "single", "step": 12}, results.checkpoint_path(root, unit.stems[1]))
+    before = sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*"))
+    cli = [sys.executable, "-m", "vaebench.cli", "run", *["--suite", "digits", "--budget", "tiny"]]
+    args = [*cli, "--seeds", "0", "1", "2", "--priors", "standard-normal", "--out", str(root)]
+    args += ["--option", "limit=100", "--metrics", "likelihood", "-k", "2"]
+    env = {**os.environ, "VAEBENCH_PLUGINS": "none", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [*args, "--dry-run", "--no-progress"], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 seed(s) (0, 1, 2)" in done.stderr
+    assert "ms/step measured" in done.stderr  # a dry run measures a step even without progress
+    assert "seed 0 finished; seed 1 resumes at step 12\n" in done.stderr
+    assert "nothing trained" in done.stderr and done.stdout == ""
+    assert sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*")) == before

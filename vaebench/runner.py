@@ -10,7 +10,9 @@ import dataclasses
 import difflib
 import inspect
 import itertools
+import pickle
 import sys
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -649,6 +651,37 @@ def _pending(unit: Unit, done: Mapping[str, str], request: RunRequest) -> list[i
         finished = status == "ok" or (status == "failed" and not request.retry_failed)
         if request.force or not finished:
             out.append(i)
+    return out
+
+
+def seed_states(request: RunRequest, units: Sequence[Unit]) -> dict[str, str]:
+    """What a run of ``units`` would do with each seed, by stem, read from the results
+    directory without creating or locking anything: ``finished``, ``failed`` (run again unless
+    ``retry_failed`` is off), ``resumes at step N`` (a readable checkpoint), or ``new``."""
+    import torch
+
+    root = request.out_dir()
+    done = results.finished_keys(root) if (root / results.RECORDS).is_dir() else {}
+    out: dict[str, str] = {}
+    for unit in units:
+        for key, stem in zip(unit.keys, unit.stems, strict=True):
+            status = done.get(key)
+            if status == "ok" and not request.force:
+                out[stem] = "finished"
+                continue
+            if status == "failed" and not request.retry_failed and not request.force:
+                out[stem] = "failed (kept: --no-retry-failed)"
+                continue
+            path = results.checkpoint_path(root, stem)
+            step = None
+            if path.is_file():
+                try:
+                    saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                    step = int(saved["step"]) if isinstance(saved, dict) else None
+                except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError,
+                        pickle.UnpicklingError, zipfile.BadZipFile):  # fmt: skip
+                    step = None  # unreadable: the run sets it aside and starts afresh
+            out[stem] = f"resumes at step {step:,}" if step is not None else "new"
     return out
 
 

@@ -170,6 +170,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="table format printed at the end (default: md)",
     )
     output.add_argument("--no-progress", dest="progress", action="store_false")
+    output.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (combinations, seeds, a time estimate from a measured step, "
+        "which seeds are finished or resume from a checkpoint) and train nothing",
+    )
     p.set_defaults(func=run)
 
 
@@ -239,9 +245,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def describe_plan(request: Any, units: list[Any], estimates: dict[int, Any] | None = None) -> str:
-    """What a run will do: its combinations and seeds, the budget, and (with ``estimates``, by
-    unit index) the time each combination's measured step and evaluation chunk add up to."""
+def describe_plan(
+    request: Any,
+    units: list[Any],
+    estimates: dict[int, Any] | None = None,
+    states: dict[str, str] | None = None,
+) -> str:
+    """What a run will do: its combinations and seeds, the budget, (with ``estimates``, by
+    unit index) the time each combination's measured step and evaluation chunk add up to, and
+    (with ``states``, by stem) which seeds are finished or resume from a checkpoint."""
     combos: dict[str, list[int]] = {}
     for index, unit in enumerate(units):
         combos.setdefault(unit.label, []).append(index)
@@ -274,6 +286,15 @@ def describe_plan(request: Any, units: list[Any], estimates: dict[int, Any] | No
                     f" ms/step measured), evaluation about {_duration(evaluation)}"
                 )
         lines.append(line)
+        if states is not None:
+            said = [
+                f"seed {seed} {states[stem]}"
+                for i in indices
+                for seed, stem in zip(units[i].seeds, units[i].stems, strict=True)
+                if states.get(stem, "new") != "new"
+            ]
+            if said:
+                lines.append(f"    {'; '.join(said)}")
     if estimates:
         lines.append(
             f"  estimate: at most {_duration(total)} in all, one unit after another (early "
@@ -287,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vaebench.api import run as api_run
     from vaebench.pipeline import estimate_unit
-    from vaebench.runner import plan
+    from vaebench.runner import plan, seed_states
     from vaebench.tables import render_run
 
     request = request_from_args(args)
@@ -296,9 +317,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"vaebench: {warning}", file=sys.stderr)
     units = plan(request)
     estimates = None
-    if request.progress:  # a person is watching: measure a step per combination (seconds)
+    if request.progress or args.dry_run:  # a person is watching: measure a step per combination
         estimates = {i: estimate_unit(unit) for i, unit in enumerate(units)}
-    print(describe_plan(request, units, estimates), file=sys.stderr)
+    print(describe_plan(request, units, estimates, seed_states(request, units)), file=sys.stderr)
+    if args.dry_run:
+        print(f"dry run: nothing trained; results would go to {request.out_dir()}", file=sys.stderr)
+        return 0
     summary = api_run(request)
     print(
         f"{len(summary.records)} result(s) in {summary.out_dir}: {summary.ran} trained now, "
