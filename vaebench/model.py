@@ -7,6 +7,7 @@ component works everywhere as soon as it honours :mod:`vaebench.contracts`.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,15 +82,19 @@ class VAE(nn.Module):
         width = min(batch, DECODE_ROWS)
         depth = max(1, DECODE_ROWS // width)
         log_px_z, log_pz = [], []
-        for b in range(0, batch, width):
-            xb = x[b : b + width]
-            px, pz = [], []
-            for s in range(0, k, depth):
-                zs = z[s : s + depth, b : b + width]
-                px.append(self.decoder(zs).log_prob(xb))
-                pz.append(self.prior.log_prob(zs))
-            log_px_z.append(torch.cat(px, 0))
-            log_pz.append(torch.cat(pz, 0))
+        # A prior whose density is built from the parameters by a costly step (the VampPrior
+        # encodes its pseudo-inputs) may offer to do it once for all the slices.
+        fixed = getattr(self.prior, "fixed_components", None)
+        with fixed() if callable(fixed) else contextlib.nullcontext():
+            for b in range(0, batch, width):
+                xb = x[b : b + width]
+                px, pz = [], []
+                for s in range(0, k, depth):
+                    zs = z[s : s + depth, b : b + width]
+                    px.append(self.decoder(zs).log_prob(xb))
+                    pz.append(self.prior.log_prob(zs))
+                log_px_z.append(torch.cat(px, 0))
+                log_pz.append(torch.cat(pz, 0))
         return torch.cat(log_px_z, 1), torch.cat(log_pz, 1)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:

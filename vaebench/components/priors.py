@@ -8,12 +8,16 @@ from N(``pseudo_mean``, ``pseudo_std``) (Tomczak & Welling: hardtanh, N(0.05, 0.
 
 Every prior here also has the optional ``marginals()`` of the prior contract
 (:mod:`vaebench.contracts`): its one-dimensional marginals p(z_d) as one distribution of batch
-``[M]``, which collapse metrics use for the KL per latent dimension.
+``[M]``, which collapse metrics use for the KL per latent dimension. The VampPrior also has the
+optional ``fixed_components()``: a context in which its pseudo-inputs' posteriors are computed
+once, which evaluation enters around the slices of one batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -95,6 +99,7 @@ class VampPrior(nn.Module):
     ) -> None:
         super().__init__()
         object.__setattr__(self, "_encoder", encoder)
+        self._held: torch.distributions.Distribution | None = None
         self.top = levels - 1
         self.squash = pseudo_init
         # Pseudo-inputs live in the data's range [0, levels-1] through a sigmoid or a hard tanh.
@@ -108,7 +113,20 @@ class VampPrior(nn.Module):
         return self.top * torch.sigmoid(self.pseudo_logits)
 
     def components(self) -> torch.distributions.Distribution:
+        if self._held is not None:
+            return self._held
         return self._encoder(self.pseudo_inputs())
+
+    @contextlib.contextmanager
+    def fixed_components(self) -> Iterator[None]:
+        """Within the block, every call reuses the components computed on entry: for an
+        evaluation that calls ``log_prob`` on many slices of one batch with the parameters
+        unchanged (the encoder ran on the pseudo-inputs once per 1024 rows before)."""
+        self._held = self._encoder(self.pseudo_inputs())
+        try:
+            yield
+        finally:
+            self._held = None
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         q = self.components()  # batch [K], event [M]
@@ -149,21 +167,33 @@ def diagonal_gaussian_log_probs(
     scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """log N(z | loc_k, diag scale_k^2) for every component k: ``z`` ``[..., M]`` and ``loc``
-    ``[K, M]`` to ``[..., K]``.
+    ``[K, M]`` to ``[..., K]``, in ``z``'s dtype.
 
-    ``Normal(loc, scale).log_prob(z[..., None, :]).sum(-1)`` computes the same, but with about
-    eight passes over the ``[..., K, M]`` temporaries (the variance, log-scale and constant
-    element by element); here the per-component terms are computed once on ``[K, M]`` and the
-    big tensor sees a subtraction, a product and one reduction. The arithmetic is the same
-    (a centred square, no expansion), so the results agree to float rounding.
+    ``Normal(loc, scale).log_prob(z[..., None, :]).sum(-1)`` computes the same on ``[..., K, M]``
+    temporaries (500 pseudo-inputs x 40 dimensions x 1024 rows: 80 MB per pass). Here the square
+    is expanded, sum_d z_d^2 / s_kd^2 - 2 z_d mu_kd / s_kd^2 + mu_kd^2 / s_kd^2, into two matrix
+    products of ``[..., M]`` by ``[M, K]``, in float64: the expansion cancels where z is near a
+    component's mean, and float64 keeps its absolute error near 1e-16 x sum_d (z_d / s_kd)^2,
+    below the centred float32 form's (1e-7 of the centred sum) for scales down to about 1e-4.
+    On MPS, which has no float64, the centred float32 form is used.
     """
     if log_scale is None:
         assert scale is not None, "give log_scale or scale"
         log_scale = scale.log()
-    inv_scale = torch.exp(-log_scale) if scale is None else scale.reciprocal()
     log_norm = log_scale.sum(-1) + 0.5 * loc.shape[-1] * math.log(2 * math.pi)  # [K]
-    d = (z.unsqueeze(-2) - loc) * inv_scale  # [..., K, M]
-    return -0.5 * torch.linalg.vecdot(d, d) - log_norm
+    if z.device.type == "mps":
+        inv_scale = torch.exp(-log_scale) if scale is None else scale.reciprocal()
+        d = (z.unsqueeze(-2) - loc) * inv_scale  # [..., K, M]
+        return -0.5 * torch.linalg.vecdot(d, d) - log_norm
+    z64, loc64 = z.double(), loc.double()
+    inv_var = torch.exp(-2.0 * log_scale.double())  # [K, M]
+    scaled_loc = loc64 * inv_var
+    quad = (
+        (z64 * z64) @ inv_var.T
+        - 2.0 * (z64 @ scaled_loc.T)
+        + torch.linalg.vecdot(loc64, scaled_loc)
+    )
+    return (-0.5 * quad - log_norm.double()).to(z.dtype)
 
 
 def _per_dim_mixture(
