@@ -29,7 +29,7 @@ from vaebench.environment import environment, keep_freed_memory
 from vaebench.errors import ConfigError, ContractError, VaebenchError
 from vaebench.evaluate import evaluate
 from vaebench.images import model_image_artifacts
-from vaebench.model import VAE, n_parameters
+from vaebench.model import DECODE_ROWS, VAE, n_parameters
 from vaebench.plugins import PluginHost, dataset_loader, default_host
 from vaebench.train import TrainResult, fit
 
@@ -403,17 +403,20 @@ def estimate_unit(unit: Unit, host: PluginHost | None = None, steps: int = 3) ->
         step()
     step_seconds = (time.perf_counter() - started) / steps
     model.eval()
-    rows = 1024
+    # One call of the shape evaluation makes (many samples of few points), up to 8192 rows:
+    # a per-call cost such as the VampPrior's pseudo-inputs is then shared as it is there.
+    k_chunk = min(unit.eval.k, 8 * DECODE_ROWS)
+    x = data.test[: max(1, 8 * DECODE_ROWS // k_chunk)]
     with torch.no_grad():
-        x = data.test[: max(1, rows // 8)]
+        model.log_weights(x[:1], 1)
         started = time.perf_counter()
-        model.log_weights(x, 8)
-        chunk_seconds = (time.perf_counter() - started) * rows / (8 * x.shape[0])
+        model.log_weights(x, k_chunk)
+        seconds_per_row = (time.perf_counter() - started) / (k_chunk * x.shape[0])
     n_ood = sum(int(v.shape[0]) for v in data.ood.values())
     eval_rows = unit.eval.k * data.test.shape[0] + unit.eval.k_ood * n_ood
     total_steps = unit.budget.total_steps(data.train.shape[0])
     return Estimate(
         step_seconds=step_seconds,
         train_seconds=step_seconds * total_steps * len(unit.seeds),
-        eval_seconds=1.5 * chunk_seconds * eval_rows / rows * len(unit.seeds),
+        eval_seconds=1.5 * seconds_per_row * eval_rows * len(unit.seeds),
     )

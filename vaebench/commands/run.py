@@ -282,7 +282,7 @@ def describe_plan(
                 evaluation = sum(e.eval_seconds for e in found)
                 total += train + evaluation
                 line += (
-                    f": training at most {_duration(train)} ({found[0].step_seconds * 1000:.0f}"
+                    f": training up to {_duration(train)} ({found[0].step_seconds * 1000:.0f}"
                     f" ms/step measured), evaluation about {_duration(evaluation)}"
                 )
         lines.append(line)
@@ -297,8 +297,9 @@ def describe_plan(
                 lines.append(f"    {'; '.join(said)}")
     if estimates:
         lines.append(
-            f"  estimate: at most {_duration(total)} in all, one unit after another (early "
-            "stopping and vectorised seeds make it shorter)"
+            f"  estimate: about {_duration(total)} in all for the full budget, one unit after "
+            "another (early stopping and vectorised seeds make it shorter; validation, not "
+            "counted, longer)"
         )
     return "\n".join(lines)
 
