@@ -287,3 +287,42 @@ def test_a_dry_run_prints_the_plan_with_each_seeds_state_and_trains_nothing(
     assert "seed 0 finished; seed 1 resumes at step 12\n" in done.stderr
     assert "nothing trained" in done.stderr and done.stdout == ""
     assert sorted((p.relative_to(root), p.stat().st_mtime_ns) for p in root.rglob("*")) == before
+
+
+def test_a_component_out_of_default_grids_runs_only_when_named() -> None:
+    from vaebench.components.mlp import build_categorical_decoder
+    from vaebench.contracts import ComponentSpec
+    from vaebench.hookspecs import hookimpl
+    from vaebench.plugins import PluginHost
+
+    class Slow:
+        @hookimpl
+        def vaebench_register_decoders(self, register) -> None:  # type: ignore[no-untyped-def]
+            for name, default in (("toy-cheap", True), ("toy-slow", False)):
+                register(
+                    ComponentSpec(name, "decoder", build_categorical_decoder, default_grid=default)
+                )
+
+    host = PluginHost(extra_plugins={"slow": Slow()}, entry_points=False)
+    suite = host.get("suite", "digits")
+    open_grid = dataclasses.replace(suite.grid, plugins=None)  # every installed part that fits
+    host.registry("suite")._entries["digits"] = dataclasses.replace(
+        host.entry("suite", "digits"), obj=dataclasses.replace(suite, grid=open_grid)
+    )
+    decoders = {u.combination["decoder"] for u in plan(request(), host)}
+    assert "toy-cheap" in decoders and "toy-slow" not in decoders
+    named = plan(request(decoders=["toy-slow"]), host)
+    assert {u.combination["decoder"] for u in named} == {"toy-slow"}
+
+
+def test_vaebench_list_says_which_components_stay_out_of_default_grids() -> None:
+    from vaebench.commands.list import _describe
+    from vaebench.contracts import ComponentSpec
+
+    def factory(ctx):  # type: ignore[no-untyped-def]
+        raise AssertionError("not built")
+
+    assert "not in default grids" in _describe(
+        ComponentSpec("x", "decoder", factory, "slow", default_grid=False)
+    )
+    assert "not in default grids" not in _describe(ComponentSpec("y", "decoder", factory, "fast"))

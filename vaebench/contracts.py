@@ -73,6 +73,9 @@ class ComponentSpec:
     :param vectorizable: whether seeds of this component may be trained as one vectorised
         model (``torch.func.vmap``); set False for data-dependent control flow or buffers
         updated in place.
+    :param default_grid: whether a suite's default grid takes the component when it fits; set
+        False for one that costs far more than a default budget allows (an autoregressive
+        decoder): it then runs when named (``--decoders pixelcnn``).
     """
 
     name: str
@@ -82,6 +85,7 @@ class ComponentSpec:
     fits: Callable[[DataSpec], bool] = _always
     options: Mapping[str, Any] = field(default_factory=dict)
     vectorizable: bool = True
+    default_grid: bool = True
 
 
 @dataclass(frozen=True)

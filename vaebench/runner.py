@@ -266,7 +266,9 @@ def _names(
             names = [
                 entry.obj.name
                 for entry in registry
-                if entry.obj.fits(spec) and (plugins is None or entry.plugin in plugins)
+                if entry.obj.fits(spec)
+                and getattr(entry.obj, "default_grid", True)
+                and (plugins is None or entry.plugin in plugins)
             ]
         if not names:
             raise ConfigError(

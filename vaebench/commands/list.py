@@ -46,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _describe(obj: object) -> str:
     text = getattr(obj, "description", "") or ""
+    if getattr(obj, "default_grid", True) is False:
+        text = f"{text} [not in default grids: runs when named]"
     version = getattr(obj, "version", None)
     if getattr(obj, "profiles", None) is not None and version:
         text = f"{text} (version {version}; profiles: {', '.join(obj.profiles)})"  # type: ignore[attr-defined]

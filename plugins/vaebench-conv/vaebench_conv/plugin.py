@@ -126,5 +126,8 @@ def vaebench_register_decoders(register: Register) -> None:
             "local structure itself, so it uses z far less (posterior collapse)",
             fits=lambda data: data.levels <= 256 and fits_pixelcnn(data),
             options=PIXELCNN,
+            # 60x the MLP decoder's training step and a 28x28 network per importance sample:
+            # hours of a default grid's quarter-hour (measured with `vaebench run --dry-run`)
+            default_grid=False,
         )
     )
