@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 PACKAGES = [REPOSITORY, *sorted(p.parent for p in REPOSITORY.glob("plugins/*/pyproject.toml"))]
@@ -53,3 +53,14 @@ def test_the_plugin_ci_example_installs_vaebench_from_its_repository() -> None:
     assert not [i for i in installs if re.search(r"(^|\s|')vaebench(\[|\s|'|$|=)", i)], installs
     assert 'pip install "vaebench @ git+${VAEBENCH_REPOSITORY}@${VAEBENCH_REF}"' in workflow
     assert "Once vaebench is published on PyPI" in workflow
+
+
+def test_every_package_requires_the_python_that_lint_and_type_checks_assume() -> None:
+    # The code uses 3.11's standard library (typing.NotRequired, tomllib, datetime.UTC): a
+    # package that declared an older Python would install there and fail at import.
+    core = tomllib.loads((REPOSITORY / "pyproject.toml").read_text())
+    checked = core["tool"]["mypy"]["python_version"]
+    assert core["tool"]["ruff"]["target-version"] == "py" + checked.replace(".", "")
+    for package in PACKAGES:
+        meta = tomllib.loads((package / "pyproject.toml").read_text())["project"]
+        assert meta["requires-python"] == f">={checked}", package.name

@@ -119,7 +119,7 @@ def _intro(
 ) -> str:
     from vaebench import __version__
 
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     ok = sum(r.get("status") == "ok" for r in records)
     parts = [
         html.paragraph(
