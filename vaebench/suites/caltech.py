@@ -16,8 +16,7 @@ import torch
 
 from vaebench import streams
 from vaebench.contracts import DataSpec, Grid, Suite, SuiteData
-from vaebench.suites.mnist import dataset, self_ood
-from vaebench.suites.omniglot import binary_profiles
+from vaebench.suites.mnist import binary_profiles, dataset, self_ood
 
 SIDE = 28
 OOD_SEED = 2024

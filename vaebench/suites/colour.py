@@ -30,7 +30,7 @@ import torch
 
 from vaebench.contracts import Budget, DataSpec, EvalSettings, Grid, Profile, Suite, SuiteData
 from vaebench.errors import ConfigError
-from vaebench.suites.mnist import dataset
+from vaebench.suites.mnist import TINY, dataset, paper_profile
 
 CHANNELS, SIDE, LEVELS = 3, 32, 256
 DIM = CHANNELS * SIDE * SIDE
@@ -146,25 +146,12 @@ def _profiles() -> dict[str, Profile]:
             "(one logistic per channel, 1000 steps, K = 10)",
             options={"mlp-logistic-mixture": {"mixtures": 1}},
         ),
-        "paper": Profile(
-            Budget(
-                steps=None,
-                epochs=1000,
-                batch_size=100,
-                lr=1e-3,
-                eval_every=2000,
-                patience=20,
-                checkpoint_every=4000,
-            ),
-            EvalSettings(k=5000, k_ood=1000),
+        "paper": paper_profile(
             "the mnist suite's literature set-up on colour data: long training with early "
             "stopping, K = 5000",
+            eval_every=2000,
         ),
-        "tiny": Profile(
-            Budget(steps=20, batch_size=50, lr=1e-3, eval_every=10, patience=None),
-            EvalSettings(k=10, k_ood=5),
-            "seconds: for tests (use with --option limit=300)",
-        ),
+        "tiny": TINY,
     }
 
 

@@ -62,56 +62,93 @@ def dynamic_transform(x: torch.Tensor, generator: torch.Generator | None) -> tor
     return (u < x).to(x.dtype)
 
 
+def binarization_options(
+    suite: str, options: dict[str, Any], allowed: tuple[str, ...] = BINARIZATIONS
+) -> tuple[str, int]:
+    """The suite's ``binarization`` mode, checked against ``allowed``, and its seed."""
+    mode = options.get("binarization", "dynamic")
+    if mode not in allowed:
+        raise ConfigError(
+            f"suite {suite!r}: binarization {mode!r} is not one of {', '.join(allowed)}"
+        )
+    return mode, int(options.get("binarization_seed", 0))
+
+
+def binarized_suite_data(
+    grey: dict[str, torch.Tensor],
+    ood_grey: dict[str, torch.Tensor],
+    options: dict[str, Any],
+    mode: str,
+    seed: int,
+    provenance: dict[str, Any],
+) -> SuiteData:
+    """A binary-image suite's data from grey levels in [0, 1] (``train``, ``val``, ``test``
+    and the other datasets' OOD sets, each ``[N, 784]``): cut to ``limit``, the sets built from
+    the test images added, every OOD set cut to ``ood_size``; then each split binarized once
+    from its own stream of ``seed`` (the training split too unless ``mode`` is ``dynamic``),
+    or, for ``none``, kept as the 256 levels."""
+    from vaebench.data import static_binarize
+
+    limit = options.get("limit")
+    if limit:
+        grey = {k: v[: int(limit)] for k, v in grey.items()}
+    n_ood = int(options.get("ood_size") or grey["test"].shape[0])
+    ood_grey = {**ood_grey, **self_ood(grey["test"])}
+    ood_grey = {k: v[:n_ood] for k, v in ood_grey.items()}
+
+    def fixed(x: torch.Tensor, split: str) -> torch.Tensor:
+        if mode == "none":
+            return (x * 255).round()
+        return static_binarize(x, streams.split_binarization(seed, split))
+
+    train_transform = None
+    if mode == "dynamic":
+        train, train_transform = grey["train"], dynamic_transform
+    else:
+        train = fixed(grey["train"], "train")
+    return SuiteData(
+        spec=DataSpec(
+            dim=SIDE * SIDE, levels=256 if mode == "none" else 2, image_shape=(SIDE, SIDE)
+        ),
+        train=train,
+        val=fixed(grey["val"], "val"),
+        test=fixed(grey["test"], "test"),
+        ood={k: fixed(v, f"ood/{k}") for k, v in ood_grey.items()},
+        train_transform=train_transform,
+        provenance={
+            **provenance,
+            "binarization": mode,
+            "binarization_seed": seed,
+            "binarization_streams": streams.SEEDING,
+            "limit": limit,
+            "ood_size": n_ood,
+            "ood_seed": OOD_SEED,
+        },
+    )
+
+
 def make_loader(name: str, other: str):  # type: ignore[no-untyped-def]
     def load(options: dict[str, Any], datasets: Callable[..., Any] | None = None) -> SuiteData:
-        from vaebench.data import classic_split, static_binarize, to_unit_interval
+        from vaebench.data import classic_split, to_unit_interval
 
-        mode = options.get("binarization", "dynamic")
-        if mode not in BINARIZATIONS:
-            raise ConfigError(
-                f"suite {name!r}: binarization {mode!r} is not one of {', '.join(BINARIZATIONS)}"
-            )
-        seed = int(options.get("binarization_seed", 0))
-        limit = options.get("limit")
-        ood_size = options.get("ood_size")
+        mode, seed = binarization_options(name, options)
         data_dir = options.get("data_dir")
         own = dataset(datasets, name, data_dir)
         ood_source = dataset(datasets, other, data_dir)
-
         (train_u8, _), (val_u8, _) = classic_split(own.train_images, own.train_labels)
         grey = {
             "train": to_unit_interval(train_u8).reshape(-1, SIDE * SIDE),
             "val": to_unit_interval(val_u8).reshape(-1, SIDE * SIDE),
             "test": to_unit_interval(own.test_images).reshape(-1, SIDE * SIDE),
         }
-        if limit:
-            grey = {k: v[: int(limit)] for k, v in grey.items()}
-        n_ood = int(ood_size or grey["test"].shape[0])
         ood_grey = {other: to_unit_interval(ood_source.test_images).reshape(-1, SIDE * SIDE)}
-        ood_grey.update(self_ood(grey["test"]))
-        ood_grey = {k: v[:n_ood] for k, v in ood_grey.items()}
-
-        def fixed(x: torch.Tensor, split: str) -> torch.Tensor:
-            if mode == "none":
-                return (x * 255).round()
-            return static_binarize(x, streams.split_binarization(seed, split))
-
-        train_transform = None
-        if mode == "dynamic":
-            train, train_transform = grey["train"], dynamic_transform
-        else:
-            train = fixed(grey["train"], "train")
-        ood = {k: fixed(v, f"ood/{k}") for k, v in ood_grey.items()}
-        return SuiteData(
-            spec=DataSpec(
-                dim=SIDE * SIDE, levels=256 if mode == "none" else 2, image_shape=(SIDE, SIDE)
-            ),
-            train=train,
-            val=fixed(grey["val"], "val"),
-            test=fixed(grey["test"], "test"),
-            ood=ood,
-            train_transform=train_transform,
-            provenance={
+        return binarized_suite_data(
+            grey,
+            ood_grey,
+            options,
+            mode,
+            seed,
+            {
                 "dataset": name,
                 "root": str(own.root),
                 "files": own.files,
@@ -120,12 +157,6 @@ def make_loader(name: str, other: str):  # type: ignore[no-untyped-def]
                 "ood_root": str(ood_source.root),
                 "split": "train = first 50,000 training images, validation = last 10,000, "
                 "test = the 10,000 test images",
-                "binarization": mode,
-                "binarization_seed": seed,
-                "binarization_streams": streams.SEEDING,
-                "limit": limit,
-                "ood_size": n_ood,
-                "ood_seed": OOD_SEED,
             },
         )
 
@@ -209,34 +240,62 @@ BURDA2015 = Profile(
 )
 
 
-def _profiles() -> dict[str, Profile]:
+# The test profile of the suites on 28x28 and 32x32 images.
+TINY = Profile(
+    Budget(steps=20, batch_size=50, lr=1e-3, eval_every=10, patience=None),
+    EvalSettings(k=10, k_ood=5),
+    "seconds: for tests (use with --option limit=300)",
+)
+
+
+def paper_profile(description: str, eval_every: int = 2500) -> Profile:
+    """The long set-up on a suite's own model: up to 1000 epochs of batch 100 with early
+    stopping after 20 validations without improvement, K = 5000."""
+    return Profile(
+        Budget(
+            steps=None,
+            epochs=1000,
+            batch_size=100,
+            lr=1e-3,
+            eval_every=eval_every,
+            patience=20,
+            checkpoint_every=2 * eval_every,
+        ),
+        EvalSettings(k=5000, k_ood=1000),
+        description,
+    )
+
+
+def binary_profiles(
+    steps: int, k: int, k_ood: int, minutes: str, paper: str = ""
+) -> dict[str, Profile]:
+    """``default`` (``steps`` of batch 128, IW-NLL with ``k``, OOD with ``k_ood``; the default
+    grid in about ``minutes``), ``paper`` and ``tiny``: the profiles of the binary suites."""
     return {
         "default": Profile(
-            Budget(steps=6000, batch_size=128, lr=1e-3, eval_every=500, patience=5),
-            EvalSettings(k=500, k_ood=50),
-            "the default grid, evaluation included, in about 15 minutes on 2 CPU cores",
+            Budget(steps=steps, batch_size=128, lr=1e-3, eval_every=500, patience=5),
+            EvalSettings(k=k, k_ood=k_ood),
+            f"the default grid, evaluation included, in about {minutes} minutes on 2 CPU cores",
         ),
-        "paper": Profile(
-            Budget(
-                steps=None,
-                epochs=1000,
-                batch_size=100,
-                lr=1e-3,
-                eval_every=2500,
-                patience=20,
-                checkpoint_every=5000,
-            ),
-            EvalSettings(k=5000, k_ood=1000),
-            "long training with early stopping, K = 5000, on the suite's own model; for a "
+        "paper": paper_profile(
+            paper or "the literature setup: long training with early stopping, K = 5000"
+        ),  # fmt: skip
+        "tiny": TINY,
+    }
+
+
+def _profiles() -> dict[str, Profile]:
+    return {
+        **binary_profiles(
+            6000,
+            500,
+            50,
+            "15",
+            paper="long training with early stopping, K = 5000, on the suite's own model; for a "
             "paper's rows use its own profile (tomczak2018, burda2015)",
         ),
         "tomczak2018": TOMCZAK2018,
         "burda2015": BURDA2015,
-        "tiny": Profile(
-            Budget(steps=20, batch_size=50, lr=1e-3, eval_every=10, patience=None),
-            EvalSettings(k=10, k_ood=5),
-            "seconds: for tests (use with --option limit=300)",
-        ),
     }
 
 

@@ -21,10 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaebench import streams
-from vaebench.contracts import Budget, DataSpec, EvalSettings, Grid, Profile, Suite, SuiteData
-from vaebench.errors import ConfigError
-from vaebench.suites.mnist import dataset, dynamic_transform, self_ood
+from vaebench.contracts import Grid, Suite, SuiteData
+from vaebench.suites.mnist import (
+    binarization_options,
+    binarized_suite_data,
+    binary_profiles,
+    dataset,
+)
 
 BINARIZATIONS = ("dynamic", "static")
 SIDE = 28
@@ -39,44 +42,23 @@ def burda_split(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def load(options: dict[str, Any], datasets: Callable[..., Any] | None = None) -> SuiteData:
-    from vaebench.data import static_binarize, to_unit_interval
+    from vaebench.data import to_unit_interval
 
-    mode = options.get("binarization", "dynamic")
-    if mode not in BINARIZATIONS:
-        raise ConfigError(
-            f"suite 'omniglot': binarization {mode!r} is not one of {', '.join(BINARIZATIONS)}"
-        )
-    seed = int(options.get("binarization_seed", 0))
-    limit = options.get("limit")
+    mode, seed = binarization_options("omniglot", options, BINARIZATIONS)
     data_dir = options.get("data_dir")
     own = dataset(datasets, "omniglot", data_dir)
     mnist = dataset(datasets, "mnist", data_dir)
     train, val = burda_split(own.images["train"])
     grey = {"train": train, "val": val, "test": own.images["test"]}
     grey = {k: v.reshape(-1, SIDE * SIDE) for k, v in grey.items()}
-    if limit:
-        grey = {k: v[: int(limit)] for k, v in grey.items()}
-    n_ood = int(options.get("ood_size") or grey["test"].shape[0])
     ood_grey = {"mnist": to_unit_interval(mnist.test_images).reshape(-1, SIDE * SIDE)}
-    ood_grey.update(self_ood(grey["test"]))
-    ood_grey = {k: v[:n_ood] for k, v in ood_grey.items()}
-
-    def fixed(x: torch.Tensor, split: str) -> torch.Tensor:
-        return static_binarize(x, streams.split_binarization(seed, split))
-
-    train_transform = None
-    if mode == "dynamic":
-        train_data, train_transform = grey["train"], dynamic_transform
-    else:
-        train_data = fixed(grey["train"], "train")
-    return SuiteData(
-        spec=DataSpec(dim=SIDE * SIDE, levels=2, image_shape=(SIDE, SIDE)),
-        train=train_data,
-        val=fixed(grey["val"], "val"),
-        test=fixed(grey["test"], "test"),
-        ood={k: fixed(v, f"ood/{k}") for k, v in ood_grey.items()},
-        train_transform=train_transform,
-        provenance={
+    return binarized_suite_data(
+        grey,
+        ood_grey,
+        options,
+        mode,
+        seed,
+        {
             "dataset": "omniglot",
             "root": str(own.root),
             "files": own.files,
@@ -85,43 +67,8 @@ def load(options: dict[str, Any], datasets: Callable[..., Any] | None = None) ->
             "ood_root": str(mnist.root),
             "split": "Burda et al. 2015: train shuffled by RandomState(123), last 1,345 "
             "validation, other 23,000 train; test = the 8,070 test images",
-            "binarization": mode,
-            "binarization_seed": seed,
-            "binarization_streams": streams.SEEDING,
-            "limit": limit,
-            "ood_size": n_ood,
         },
     )
-
-
-def binary_profiles(steps: int, k: int, k_ood: int, minutes: str) -> dict[str, Profile]:
-    """The ``default`` (sized by measurement), ``paper`` and ``tiny`` profiles of a 28x28
-    binary suite."""
-    return {
-        "default": Profile(
-            Budget(steps=steps, batch_size=128, lr=1e-3, eval_every=500, patience=5),
-            EvalSettings(k=k, k_ood=k_ood),
-            f"the default grid, evaluation included, in about {minutes} minutes on 2 CPU cores",
-        ),
-        "paper": Profile(
-            Budget(
-                steps=None,
-                epochs=1000,
-                batch_size=100,
-                lr=1e-3,
-                eval_every=2500,
-                patience=20,
-                checkpoint_every=5000,
-            ),
-            EvalSettings(k=5000, k_ood=1000),
-            "the literature setup: long training with early stopping, K = 5000",
-        ),
-        "tiny": Profile(
-            Budget(steps=20, batch_size=50, lr=1e-3, eval_every=10, patience=None),
-            EvalSettings(k=10, k_ood=5),
-            "seconds: for tests (use with --option limit=300)",
-        ),
-    }
 
 
 OMNIGLOT = Suite(
