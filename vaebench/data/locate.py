@@ -68,13 +68,13 @@ def find_dataset(
             f"place its four IDX .gz files in one of those directories (--data-dir / "
             f"VAEBENCH_DATA choose the first)."
         )
-    _require_writable(target, name)
+    require_writable(target / name, name)
     paths = ensure_dataset(name, target, mirrors=mirrors, download=True, progress=progress)
     return target, paths
 
 
-def _require_writable(root: Path, name: str) -> None:
-    directory = root / name
+def require_writable(directory: Path, name: str) -> None:
+    """Create ``directory`` for downloading dataset ``name`` into, or say why it cannot be."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vaebench.data.download import MIRRORS_ENV, download_file, is_writable_dir, md5_uncompressed
-from vaebench.data.locate import candidate_roots
+from vaebench.data.download import MIRRORS_ENV, download_file, md5_uncompressed
+from vaebench.data.locate import candidate_roots, require_writable
 from vaebench.errors import ConfigError, DataError
 
 _CHUNK = 1 << 20
@@ -153,27 +153,12 @@ def find_files(
             f"allow downloading, or place the files in one of those directories (--data-dir / "
             f"VAEBENCH_DATA choose the first)."
         )
-    _require_writable(directory, dataset.name)
+    require_writable(directory, dataset.name)
     for role, path in paths.items():
         if role in missing:
             _download(dataset, files[role], path, mirrors, progress)
         verify(path, files[role])
     return target, paths
-
-
-def _require_writable(directory: Path, name: str) -> None:
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(
-            f"Cannot create {directory} to download {name} into ({e}); point --data-dir or "
-            f"VAEBENCH_DATA at a writable directory."
-        ) from e
-    if not is_writable_dir(directory):
-        raise DataError(
-            f"Cannot download {name} into {directory}: the directory is read-only; point "
-            f"--data-dir or VAEBENCH_DATA at a writable directory, or place the files there."
-        )
 
 
 def mirror_bases(dataset: RemoteDataset, mirrors: Sequence[str] | None) -> list[str]:
