@@ -42,9 +42,14 @@ def loss_and_grads(model, objective, x, progress):  # type: ignore[no-untyped-de
     return loss.detach(), [p.grad.clone() for p in model.parameters()]
 
 
+def fixed_terms(model, x, k: int = 1):  # type: ignore[no-untyped-def]
+    """``model.log_weights(x, k)`` without gradients, on the noise every test here shares."""
+    with torch.no_grad(), normal_noise_from(fixed_noise(7, "cpu")):
+        return model.log_weights(x, k)
+
+
 def plain_neg_elbo(model, x):  # type: ignore[no-untyped-def]
-    with normal_noise_from(fixed_noise(7, "cpu")):
-        return -model.log_weights(x, 1).log_w.mean().detach()
+    return -fixed_terms(model, x).log_w.mean()
 
 
 def test_iwae_with_one_sample_is_the_elbo_in_loss_and_gradients(data) -> None:  # type: ignore[no-untyped-def]
@@ -60,10 +65,8 @@ def test_iwae_with_one_sample_is_the_elbo_in_loss_and_gradients(data) -> None:  
 def test_iwae_is_the_log_mean_exp_of_its_weights(data) -> None:  # type: ignore[no-untyped-def]
     model, x = small_model(data), data.train[:16]
     objective = make(IWAE, k=7)
-    with torch.no_grad(), normal_noise_from(fixed_noise(7, "cpu")):
-        loss = objective.loss(model.log_weights(x, 7), Progress(0, 1))
-    with torch.no_grad(), normal_noise_from(fixed_noise(7, "cpu")):
-        log_w = model.log_weights(x, 7).log_w.double()
+    loss = objective.loss(fixed_terms(model, x, 7), Progress(0, 1))
+    log_w = fixed_terms(model, x, 7).log_w.double()
     by_hand = -(log_w.exp().mean(0).log()).mean()  # exact in float64 at these magnitudes
     assert math.isclose(float(loss), float(by_hand), rel_tol=1e-5)
     assert float(loss) < float(-log_w.mean())  # a strictly tighter bound than the ELBO here
@@ -76,12 +79,10 @@ def test_beta_one_is_the_elbo_and_beta_weights_the_kl(data) -> None:  # type: ig
     torch.testing.assert_close(beta_loss, elbo_loss)
     for a, b in zip(beta_grads, elbo_grads, strict=True):
         torch.testing.assert_close(a, b)
-    with torch.no_grad(), normal_noise_from(fixed_noise(7, "cpu")):
-        terms = model.log_weights(x, 1)
+    terms = fixed_terms(model, x)
     recon = -terms.log_px_z.mean()
     kl = (terms.log_qz - terms.log_pz).mean()
-    with torch.no_grad(), normal_noise_from(fixed_noise(7, "cpu")):
-        loss3 = make(BETA, beta=3.0).loss(model.log_weights(x, 1), at)
+    loss3 = make(BETA, beta=3.0).loss(fixed_terms(model, x), at)
     torch.testing.assert_close(loss3, recon + 3.0 * kl)
 
 
@@ -92,13 +93,10 @@ def test_warm_up_starts_at_zero_rises_linearly_and_ends_at_the_elbo(data) -> Non
     assert objective.kl_weight(Progress(5, 10)) == 0.25
     assert objective.kl_weight(Progress(20, 10)) == 1.0
     assert make(ELBO, warmup_steps=4).kl_weight(Progress(1, 10)) == 0.25
-    with torch.no_grad(), normal_noise_from(fixed_noise(7, "cpu")):
-        terms = model.log_weights(x, 1)
-    with torch.no_grad(), normal_noise_from(fixed_noise(7, "cpu")):
-        at_start = objective.loss(model.log_weights(x, 1), Progress(0, 10))
+    terms = fixed_terms(model, x)
+    at_start = objective.loss(fixed_terms(model, x), Progress(0, 10))
     torch.testing.assert_close(at_start, -terms.log_px_z.mean())  # the KL term weighs nothing
-    with torch.no_grad(), normal_noise_from(fixed_noise(7, "cpu")):
-        after = objective.loss(model.log_weights(x, 1), Progress(20, 10))
+    after = objective.loss(fixed_terms(model, x), Progress(20, 10))
     torch.testing.assert_close(after, plain_neg_elbo(model, x))
 
 
