@@ -5,13 +5,15 @@ Usage::
 
     python benchmarks/bench_profiles.py                          # mnist tomczak2018 and burda2015
     python benchmarks/bench_profiles.py --profiles tomczak2018 --priors standard-normal vamp
+    python benchmarks/bench_profiles.py --threads 1 2            # one core against two
     python benchmarks/bench_profiles.py --quick                  # smoke run
 
 Each combination is built from the profile exactly as ``vaebench run`` plans it (sizes,
 component and objective options, optimiser) and steps through the trainer's own width
 (:class:`vaebench.train.SingleWidth`: the objective's loss, backward, gradient normalisation
 where the budget asks for it, Adam). Steps are timed in rounds that visit every combination in
-turn, and the best round counts, so that a shared machine's load changes all of them alike.
+turn (and, with several ``--threads``, every thread count in turn), and the best round counts,
+so that a shared machine's load changes all of them alike.
 s/epoch = ms/step x steps per epoch; the full run is the profile's largest number of epochs
 (early stopping ends most runs sooner). Validation (once per epoch at most) is not included.
 """
@@ -43,13 +45,14 @@ def main() -> None:
     parser.add_argument("--priors", nargs="+", default=None)
     parser.add_argument("--steps", type=int, default=20, help="steps per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=None, help="torch threads (default: all)"
+    )
     parser.add_argument("--quick", action="store_true", help="2 steps, 1 round")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.rounds = 2, 1
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or [torch.get_num_threads()]
     host = default_host()
     suite = host.get("suite", args.suite)
     cases = []
@@ -71,22 +74,27 @@ def main() -> None:
             if data.train_transform is not None:
                 x = data.train_transform(x, torch.Generator().manual_seed(0))
             cases.append((profile, unit, width, x[None], unit.budget.steps_per_epoch(n)))
-    best = [float("inf")] * len(cases)
+    best = {(i, n): float("inf") for i in range(len(cases)) for n in threads}
     for _ in range(args.rounds):
         for i, (_, _unit, width, x, per_epoch) in enumerate(cases):
-            progress = Progress(0, per_epoch)
-            width.step(width.losses(x, progress).sum(), torch.ones(1, dtype=torch.bool), 1e-4)
-            started = time.perf_counter()
-            for _ in range(args.steps):
-                width.step(width.losses(x, progress).sum(), torch.ones(1, dtype=torch.bool), 1e-4)
-            best[i] = min(best[i], (time.perf_counter() - started) / args.steps)
+            for n in threads:
+                torch.set_num_threads(n)
+                progress = Progress(0, per_epoch)
+                active = torch.ones(1, dtype=torch.bool)
+                width.step(width.losses(x, progress).sum(), active, 1e-4)
+                started = time.perf_counter()
+                for _ in range(args.steps):
+                    width.step(width.losses(x, progress).sum(), active, 1e-4)
+                best[i, n] = min(best[i, n], (time.perf_counter() - started) / args.steps)
     rows = []
-    for (profile, unit, _, _, per_epoch), seconds in zip(cases, best, strict=True):
+    for (i, n), seconds in best.items():
+        profile, unit, _, _, per_epoch = cases[i]
         epoch = seconds * per_epoch
         epochs = unit.budget.epochs or unit.budget.total_steps(per_epoch) // per_epoch
         rows.append(
             [
                 profile,
+                n,
                 " / ".join(
                     f"{unit.combination[k]}({unit.variants[k]})"
                     if k == "objective" and k in unit.variants
@@ -105,6 +113,7 @@ def main() -> None:
             rows,
             headers=[
                 "profile",
+                "threads",
                 "combination",
                 "ms/step",
                 "steps/epoch",
@@ -116,7 +125,7 @@ def main() -> None:
     )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(
-        f"\ntorch {torch.__version__}, {torch.get_num_threads()} thread(s), load average "
+        f"\ntorch {torch.__version__}, {'/'.join(map(str, threads))} thread(s), load average "
         f"{load:.2f}; best of {args.rounds} round(s) of {args.steps} steps"
     )
 
