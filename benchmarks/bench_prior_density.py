@@ -36,7 +36,7 @@ from tabulate import tabulate
 
 from vaebench.components import priors
 from vaebench.contracts import Progress
-from vaebench.pipeline import build_model, build_objective, load_suite_data
+from vaebench.pipeline import build_objective, build_unit_model, load_suite_data
 from vaebench.plugins import default_host
 from vaebench.runner import RunRequest, plan
 from vaebench.train import SingleWidth
@@ -105,14 +105,7 @@ def main() -> None:
         host.get("suite", "mnist"), {**unit.suite_options, "data_dir": unit.data_dir}, host
     )
     torch.manual_seed(0)
-    model = build_model(
-        host,
-        unit.combination,
-        {kind: c["options"] for kind, c in unit.components.items()},
-        data.spec,
-        unit.latent_dim,
-        unit.hidden_dim,
-    )
+    model = build_unit_model(host, unit, data.spec)
     prior = model.prior
 
     rows = []

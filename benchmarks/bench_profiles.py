@@ -28,7 +28,7 @@ import torch
 from tabulate import tabulate
 
 from vaebench.contracts import Progress
-from vaebench.pipeline import build_model, build_objective, load_suite_data
+from vaebench.pipeline import build_objective, build_unit_model, load_suite_data
 from vaebench.plugins import default_host
 from vaebench.runner import RunRequest, plan
 from vaebench.train import SingleWidth
@@ -63,10 +63,7 @@ def main() -> None:
         for unit in plan(request, host):
             data = load_suite_data(suite, {**unit.suite_options, "data_dir": None})
             torch.manual_seed(0)
-            options = {kind: c["options"] for kind, c in unit.components.items()}
-            model = build_model(
-                host, unit.combination, options, data.spec, unit.latent_dim, unit.hidden_dim
-            )
+            model = build_unit_model(host, unit, data.spec)
             objective = build_objective(host, unit)
             width = SingleWidth(model, unit.budget, 0, objective, torch.device("cpu"))
             n = data.train.shape[0]

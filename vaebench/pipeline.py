@@ -97,6 +97,19 @@ def load_suite_data(
     return _DATA_CACHE[cache_key]
 
 
+def build_unit_model(host: PluginHost, unit: Unit, spec: DataSpec) -> VAE:
+    """The VAE of a planned ``unit``: its combination, each part's options and its sizes (on
+    the CPU, initialised from torch's current random state)."""
+    return build_model(
+        host,
+        unit.combination,
+        {kind: c["options"] for kind, c in unit.components.items()},
+        spec,
+        unit.latent_dim,
+        unit.hidden_dim,
+    )
+
+
 def build_model(
     host: PluginHost,
     combination: Mapping[str, str],
@@ -299,14 +312,7 @@ class _SeedRun:
     def build(self) -> None:
         unit = self.unit
         torch.manual_seed(streams.derive(self.seed, streams.INIT))
-        model = build_model(
-            self.host,
-            unit.combination,
-            {kind: c["options"] for kind, c in unit.components.items()},
-            self.data.spec,
-            unit.latent_dim,
-            unit.hidden_dim,
-        ).to(self.device)
+        model = build_unit_model(self.host, unit, self.data.spec).to(self.device)
         model.check(self.data.val[:8], unit.latent_dim)
         self.record["n_params"] = n_parameters(model)
         self.model = model
@@ -377,14 +383,7 @@ def estimate_unit(unit: Unit, host: PluginHost | None = None, steps: int = 3) ->
     objective = build_objective(host, unit)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = build_model(
-            host,
-            unit.combination,
-            {kind: c["options"] for kind, c in unit.components.items()},
-            data.spec,
-            unit.latent_dim,
-            unit.hidden_dim,
-        ).to(device)
+        model = build_unit_model(host, unit, data.spec).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=unit.budget.lr)
     batch = data.train[: min(unit.budget.batch_size, data.train.shape[0])]
     if data.train_transform is not None:
