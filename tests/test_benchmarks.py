@@ -3,6 +3,7 @@ are measured by hand, never asserted here)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -47,3 +48,42 @@ def test_prior_density_benchmark_compares_both_forms(real_data_dir: Path) -> Non
         assert out.count(what) == 2, out
     errors = [float(line.split("|")[-2]) for line in out.splitlines() if "density, 1024" in line]
     assert max(errors) < 1e-3  # both forms agree with the float64 reference
+
+
+@pytest.mark.slow
+def test_reproduction_table_names_rows_by_what_varies_and_reads_unfinished_checkpoints(
+    real_data_dir: Path, tmp_path: Path
+) -> None:
+    import csv
+
+    import torch
+
+    from vaebench import plugins, results
+    from vaebench.runner import RunRequest, plan
+
+    request = RunRequest(suite="mnist", profile="burda2015", seeds=[0], out=str(tmp_path))
+    request = dataclasses.replace(request, data_dir=str(real_data_dir))  # keys do not hold it
+    with plugins.use_host(plugins.PluginHost(entry_points=False)) as host:
+        units = plan(request, host)
+    k50 = next(u for u in units if u.label.endswith("iwae(k=50)"))
+    root = results.prepare_dir(tmp_path)
+    curve = [{"step": 2500 * e, "train_loss": 90.0, "val_neg_elbo": 95.0 - e, "seconds": 9.0 * e}
+             for e in (1, 2, 3)]  # fmt: skip
+    state = {"best_val": 92.0, "best_step": 7500, "bad": 0, "curve": curve}
+    torch.save(
+        {"kind": "single", "states": [state], "step": 7500, "elapsed": 5400.0},
+        results.checkpoint_path(root, k50.stems[0]),
+    )
+    out = bench(
+        "reproduction_table.py", str(root), "--profile", "burda2015",
+        "--paper", "elbo=86.76", "iwae(k=50)=84.78", "--curves", str(tmp_path / "curves"),
+        data=real_data_dir,
+    )  # fmt: skip
+    assert (
+        "| standard-normal / iwae(k=50) | 84.78 | training: best validation -ELBO 92.00 "
+        "| 3 (best 3) | 1.5 h | not finished (0 epochs without improvement) |"
+    ) in out
+    with open(tmp_path / "curves" / f"{k50.stems[0]}.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["step", "epoch", "train_loss", "val_neg_elbo", "seconds"]
+    assert [float(r[1]) for r in rows[1:]] == [1.0, 2.0, 3.0]  # 2,500 steps of 20 an epoch
