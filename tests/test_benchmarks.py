@@ -87,3 +87,44 @@ def test_reproduction_table_names_rows_by_what_varies_and_reads_unfinished_check
         rows = list(csv.reader(f))
     assert rows[0] == ["step", "epoch", "train_loss", "val_neg_elbo", "seconds"]
     assert [float(r[1]) for r in rows[1:]] == [1.0, 2.0, 3.0]  # 2,500 steps of 20 an epoch
+
+
+@pytest.mark.slow
+def test_evaluate_checkpoint_gives_what_the_run_would_record_for_the_best_state(
+    real_data_dir: Path, tmp_path: Path
+) -> None:
+    import dataclasses as dc
+
+    import torch
+
+    from vaebench import plugins, results
+    from vaebench.evaluate import evaluate
+    from vaebench.pipeline import build_unit_model, load_suite_data
+    from vaebench.runner import RunRequest, plan
+
+    request = RunRequest(suite="mnist", profile="tomczak2018", seeds=[0], out=str(tmp_path))
+    request = dc.replace(request, data_dir=str(real_data_dir))
+    with plugins.use_host(plugins.PluginHost(entry_points=False)) as host:
+        unit = next(u for u in plan(request, host) if u.combination["prior"] == "standard-normal")
+        data = load_suite_data(host.get("suite", "mnist"), {**unit.suite_options,
+                               "data_dir": str(real_data_dir)}, host)  # fmt: skip
+        torch.manual_seed(3)
+        model = build_unit_model(host, unit, data.spec)
+        best = {k: v.clone() for k, v in model.state_dict().items()}
+        expected, _ = evaluate(
+            model, data, dc.replace(unit.eval, k=3), [host.get("metric", "likelihood")],
+            torch.device("cpu"), unit.latent_dim,
+        )  # fmt: skip
+    root = results.prepare_dir(tmp_path)
+    state = {"best_state": best, "best_step": 1000, "best_val": 500.0, "bad": 4, "curve": []}
+    torch.save(
+        {"kind": "single", "states": [state], "step": 3000, "elapsed": 60.0},
+        results.checkpoint_path(root, unit.stems[0]),
+    )
+    out = bench(
+        "evaluate_checkpoint.py", str(root), "--row", "standard-normal", "-k", "3",
+        data=real_data_dir,
+    )  # fmt: skip
+    iw = expected["iw_nll"]
+    assert "best state: epoch 2 of 6 trained (validation -ELBO 500.00)" in out
+    assert f"test IW-NLL (K = 3): {iw.value:.2f} ± {iw.stderr:.2f} nats" in out
