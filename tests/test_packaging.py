@@ -15,11 +15,11 @@ PACKAGES = [REPOSITORY, *sorted(p.parent for p in REPOSITORY.glob("plugins/*/pyp
 
 
 def declared_version(package: Path) -> tuple[str, str]:
-    """(distribution name, version) as the package's build reads them."""
+    """(distribution name, version) as the package's build reads them: from the package
+    module's ``__version__``, the one place a version is written."""
     project = tomllib.loads((package / "pyproject.toml").read_text())
     meta = project["project"]
-    if "version" in meta:
-        return meta["name"], meta["version"]
+    assert "version" not in meta, f"{package.name}: write the version once, in __version__"
     assert "version" in meta.get("dynamic", []), package
     attr = project["tool"]["setuptools"]["dynamic"]["version"]["attr"]
     module, name = attr.rsplit(".", 1)

@@ -179,6 +179,28 @@ def test_tomczak_preset_is_the_papers_architecture() -> None:
     # He initialisation: weights of std sqrt(2 / fan_in), e.g. the first layer's over 784 inputs.
     std = float(encoder.first.hidden[0].h.weight.detach().std())
     assert std == pytest.approx(math.sqrt(2 / 784), rel=0.05)
+    # The reference code's pseudo-inputs: hard-tanh parameterised, from N(0.05, 0.01).
+    vamp = prior.top
+    assert vamp.squash == "hardtanh"
+    assert float(vamp.pseudo_logits.mean()) == pytest.approx(0.05, abs=1e-3)
+    assert float(vamp.pseudo_logits.std()) == pytest.approx(0.01, rel=0.05)
+
+
+def test_pseudo_input_options_override_the_preset_and_are_checked() -> None:
+    from vaebench_hvae.settings import PSEUDO_INITS
+
+    from vaebench.components.priors import PSEUDO_INITS as CORE_PSEUDO_INITS
+
+    assert PSEUDO_INITS == CORE_PSEUDO_INITS  # the same names as vaebench's vamp prior
+    encoder = build_encoder(BuildContext(MNIST, 80, 64, {"preset": "tomczak2018"}))
+    options = {"preset": "tomczak2018", "pseudo_init": "sigmoid", "pseudo_std": 0.0}
+    prior = build_prior(BuildContext(MNIST, 80, 64, options, encoder))
+    assert prior.top.squash == "sigmoid"
+    assert torch.all(prior.top.pseudo_logits == 0.05)  # the preset's mean, no spread
+    for bad, message in (({"pseudo_init": "tanh"}, "sigmoid, hardtanh"),
+                         ({"pseudo_std": -1.0}, "finite number >= 0.0")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            build_prior(BuildContext(MNIST, 80, 64, {**options, **bad}, encoder))
 
 
 @pytest.mark.parametrize(

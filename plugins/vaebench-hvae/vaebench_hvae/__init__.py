@@ -7,4 +7,4 @@ imports torch until a component is built.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.1.1"

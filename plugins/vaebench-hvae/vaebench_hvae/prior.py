@@ -103,4 +103,12 @@ def build_top(settings: Settings, data: DataSpec, encoder: nn.Module | None, who
     if encoder is None:
         raise ContractError(f"{who} with top=vamp needs the model's encoder; build it first")
     check_top_path(encoder, data, who)
-    return VampPrior(TopPath(encoder, settings.z1), data.dim, data.levels, settings.pseudo_inputs)
+    return VampPrior(
+        TopPath(encoder, settings.z1),
+        data.dim,
+        data.levels,
+        settings.pseudo_inputs,
+        settings.pseudo_init,
+        settings.pseudo_mean,
+        settings.pseudo_std,
+    )

@@ -13,6 +13,7 @@ values of that paper's set-up; options given explicitly override it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,9 @@ FORMS = ("burda", "tomczak")
 ACTIVATIONS = ("leaky_relu", "tanh", "gated")
 INITS = ("default", "he")
 TOPS = ("standard-normal", "vamp")
+# vaebench's VampPrior's (vaebench.components.priors.PSEUDO_INITS), named here so that reading
+# the options does not import torch
+PSEUDO_INITS = ("sigmoid", "hardtanh")
 
 # Burda et al. 2015 (yburda/iwae, experiments.py, two stochastic layers): tanh layers of 200
 # between x and a 100-unit z1, of 100 between z1 and a 50-unit z2; sigma = exp(Linear).
@@ -53,6 +57,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "logvar_bounds": (-6.0, 2.0),
         "top": "vamp",
         "pseudo_inputs": 500,
+        # the reference code's pseudo-inputs: hard-tanh parameterised, from N(0.05, 0.01)
+        "pseudo_init": "hardtanh",
+        "pseudo_mean": 0.05,
+        "pseudo_std": 0.01,
     },
 }
 
@@ -72,6 +80,9 @@ PRIOR_OPTIONS: dict[str, Any] = {
     **{k: v for k, v in NETWORK_OPTIONS.items() if k != "form"},
     "top": None,
     "pseudo_inputs": None,
+    "pseudo_init": None,
+    "pseudo_mean": None,
+    "pseudo_std": None,
 }
 
 
@@ -89,6 +100,9 @@ class Settings:
     logvar_bounds: tuple[float, float] | None
     top: str
     pseudo_inputs: int
+    pseudo_init: str
+    pseudo_mean: float
+    pseudo_std: float
 
     @property
     def latent(self) -> int:
@@ -135,6 +149,18 @@ class _Options:
             )
         return value
 
+    def number(self, name: str, default: float, minimum: float | None = None) -> float:
+        value = self.get(name)
+        if value is None:
+            return default
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or (minimum is not None and value < minimum):
+            at_least = f" >= {minimum}" if minimum is not None else ""
+            raise ConfigError(
+                f"{self.who}: option {name} must be a finite number{at_least}, got {value!r}"
+            )
+        return float(value)
+
     def bounds(self, name: str) -> tuple[float, float] | None:
         value = self.get(name)
         if value is None:
@@ -169,6 +195,9 @@ def resolve(ctx: BuildContext, who: str, follow: Settings | None = None) -> Sett
         logvar_bounds=opts.bounds("logvar_bounds"),
         top=opts.choice("top", TOPS, "standard-normal"),
         pseudo_inputs=opts.integer("pseudo_inputs", 50),
+        pseudo_init=opts.choice("pseudo_init", PSEUDO_INITS, "sigmoid"),
+        pseudo_mean=opts.number("pseudo_mean", 0.0),
+        pseudo_std=opts.number("pseudo_std", 0.1, minimum=0.0),
     )
 
 
