@@ -326,3 +326,27 @@ def test_vaebench_list_says_which_components_stay_out_of_default_grids() -> None
         ComponentSpec("x", "decoder", factory, "slow", default_grid=False)
     )
     assert "not in default grids" not in _describe(ComponentSpec("y", "decoder", factory, "fast"))
+
+
+def test_the_plan_estimates_only_what_is_left_to_train(host) -> None:  # type: ignore[no-untyped-def]
+    from vaebench.commands.run import describe_plan
+    from vaebench.pipeline import Estimate
+    from vaebench.runner import SeedState
+
+    req = request(seeds=[0, 1, 2], priors=["standard-normal"], seed_batch=1)
+    units = plan(req, host)
+    assert [u.seeds for u in units] == [(0,), (1,), (2,)]
+    steps = units[0].budget.total_steps(1000)  # tiny: 20 steps
+    per_unit = Estimate(step_seconds=50.0 / steps, train_seconds=50.0, eval_seconds=30.0)
+    estimates = dict.fromkeys(range(3), per_unit)
+    states = {
+        units[0].stems[0]: SeedState("finished"),
+        units[1].stems[0]: SeedState("resumes", steps // 2),
+        units[2].stems[0]: SeedState("new"),
+    }
+    text = describe_plan(req, units, estimates, states)
+    # finished: nothing; half-way: 25 s of training and the evaluation; new: 50 s and 30 s
+    assert "training up to 75 s" in text and "evaluation about 60 s" in text
+    assert "estimate: about 2 min in all for what is left" in text
+    assert "seed 0 finished; seed 1 resumes at step 10; seed 2 new" not in text  # new: unsaid
+    assert "seed 0 finished; seed 1 resumes at step 10" in text

@@ -656,23 +656,40 @@ def _pending(unit: Unit, done: Mapping[str, str], request: RunRequest) -> list[i
     return out
 
 
-def seed_states(request: RunRequest, units: Sequence[Unit]) -> dict[str, str]:
+@dataclass(frozen=True)
+class SeedState:
+    """What a run would do with one seed: ``status`` is ``finished``, ``failed (kept...)``,
+    ``resumes`` (from a checkpoint at ``step``) or ``new``."""
+
+    status: str
+    step: int = 0
+
+    @property
+    def todo(self) -> bool:
+        """Whether the run would train (and evaluate) this seed."""
+        return self.status in ("new", "resumes")
+
+    def __str__(self) -> str:
+        return f"resumes at step {self.step:,}" if self.status == "resumes" else self.status
+
+
+def seed_states(request: RunRequest, units: Sequence[Unit]) -> dict[str, SeedState]:
     """What a run of ``units`` would do with each seed, by stem, read from the results
-    directory without creating or locking anything: ``finished``, ``failed`` (run again unless
-    ``retry_failed`` is off), ``resumes at step N`` (a readable checkpoint), or ``new``."""
+    directory without creating or locking anything: finished, failed and kept (with
+    ``retry_failed`` off), resumed from a readable checkpoint, or new."""
     import torch
 
     root = request.out_dir()
     done = results.finished_keys(root) if (root / results.RECORDS).is_dir() else {}
-    out: dict[str, str] = {}
+    out: dict[str, SeedState] = {}
     for unit in units:
         for key, stem in zip(unit.keys, unit.stems, strict=True):
             status = done.get(key)
             if status == "ok" and not request.force:
-                out[stem] = "finished"
+                out[stem] = SeedState("finished")
                 continue
             if status == "failed" and not request.retry_failed and not request.force:
-                out[stem] = "failed (kept: --no-retry-failed)"
+                out[stem] = SeedState("failed (kept: --no-retry-failed)")
                 continue
             path = results.checkpoint_path(root, stem)
             step = None
@@ -683,7 +700,7 @@ def seed_states(request: RunRequest, units: Sequence[Unit]) -> dict[str, str]:
                 except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError,
                         pickle.UnpicklingError, zipfile.BadZipFile):  # fmt: skip
                     step = None  # unreadable: the run sets it aside and starts afresh
-            out[stem] = f"resumes at step {step:,}" if step is not None else "new"
+            out[stem] = SeedState("resumes", step) if step is not None else SeedState("new")
     return out
 
 

@@ -249,11 +249,12 @@ def describe_plan(
     request: Any,
     units: list[Any],
     estimates: dict[int, Any] | None = None,
-    states: dict[str, str] | None = None,
+    states: dict[str, Any] | None = None,
 ) -> str:
     """What a run will do: its combinations and seeds, the budget, (with ``estimates``, by
     unit index) the time each combination's measured step and evaluation chunk add up to, and
-    (with ``states``, by stem) which seeds are finished or resume from a checkpoint."""
+    (with ``states``, by stem: :class:`vaebench.runner.SeedState`) which seeds are finished or
+    resume from a checkpoint; the estimate then counts only what is left to do."""
     combos: dict[str, list[int]] = {}
     for index, unit in enumerate(units):
         combos.setdefault(unit.label, []).append(index)
@@ -276,13 +277,22 @@ def describe_plan(
     for label, indices in combos.items():
         line = f"  {label}"
         if estimates is not None:
-            found = [estimates[i] for i in indices if i in estimates]
+            found = [(i, estimates[i]) for i in indices if i in estimates]
             if found:
-                train = sum(e.train_seconds for e in found)
-                evaluation = sum(e.eval_seconds for e in found)
+                train = evaluation = 0.0
+                for i, e in found:
+                    unit = units[i]
+                    per_seed_steps = e.train_seconds / e.step_seconds / len(unit.seeds)
+                    for stem in unit.stems:
+                        state = states.get(stem) if states else None
+                        if state is not None and not state.todo:
+                            continue
+                        left = 1.0 - (state.step / per_seed_steps if state else 0.0)
+                        train += max(0.0, left) * e.train_seconds / len(unit.seeds)
+                        evaluation += e.eval_seconds / len(unit.seeds)
                 total += train + evaluation
                 line += (
-                    f": training up to {_duration(train)} ({found[0].step_seconds * 1000:.0f}"
+                    f": training up to {_duration(train)} ({found[0][1].step_seconds * 1000:.0f}"
                     f" ms/step measured), evaluation about {_duration(evaluation)}"
                 )
         lines.append(line)
@@ -291,15 +301,15 @@ def describe_plan(
                 f"seed {seed} {states[stem]}"
                 for i in indices
                 for seed, stem in zip(units[i].seeds, units[i].stems, strict=True)
-                if states.get(stem, "new") != "new"
+                if str(states.get(stem, "new")) != "new"
             ]
             if said:
                 lines.append(f"    {'; '.join(said)}")
     if estimates:
         lines.append(
-            f"  estimate: about {_duration(total)} in all for the full budget, one unit after "
-            "another (early stopping and vectorised seeds make it shorter; validation, not "
-            "counted, longer)"
+            f"  estimate: about {_duration(total)} in all for what is left of the full budget, one "
+            "unit after another (early stopping and vectorised seeds make it shorter; "
+            "validation, not counted, longer)"
         )
     return "\n".join(lines)
 
@@ -317,10 +327,15 @@ def run(args: argparse.Namespace) -> int:
     if warning:
         print(f"vaebench: {warning}", file=sys.stderr)
     units = plan(request)
+    states = seed_states(request, units)
     estimates = None
     if request.progress or args.dry_run:  # a person is watching: measure a step per combination
-        estimates = {i: estimate_unit(unit) for i, unit in enumerate(units)}
-    print(describe_plan(request, units, estimates, seed_states(request, units)), file=sys.stderr)
+        estimates = {
+            i: estimate_unit(unit)
+            for i, unit in enumerate(units)
+            if any(states[stem].todo for stem in unit.stems)
+        }
+    print(describe_plan(request, units, estimates, states), file=sys.stderr)
     if args.dry_run:
         print(f"dry run: nothing trained; results would go to {request.out_dir()}", file=sys.stderr)
         return 0
