@@ -73,6 +73,11 @@ def main() -> None:
     planned = plan(request)
     units = {stem: unit for unit in planned for stem in unit.stems}
     names = _row_names(planned)
+
+    def label(unit: Unit, stem: str) -> str:  # the seed too, where several are planned
+        seed = unit.seeds[unit.stems.index(stem)]
+        return names[unit.keys[0]] + (f", seed {seed}" if len(args.seeds) > 1 else "")
+
     rows = []
     finished = set()
     records, _ = results.load_records([args.root])
@@ -86,7 +91,7 @@ def main() -> None:
         metric = record["metrics"]["iw_nll"]
         rows.append(
             [
-                names[unit.keys[0]],
+                label(unit, record["stem"]),
                 _paper(paper, unit, names[unit.keys[0]]),
                 f"**{metric['value']:.2f}** ± {metric.get('stderr', float('nan')):.2f}",
                 f"{training['steps_done'] / per_epoch:.0f} "
@@ -106,7 +111,7 @@ def main() -> None:
         per_epoch = unit.budget.steps_per_epoch(50_000)
         rows.append(
             [
-                names[unit.keys[0]],
+                label(unit, path.stem),
                 _paper(paper, unit, names[unit.keys[0]]),
                 f"training: best validation -ELBO {state['best_val']:.2f}",
                 f"{payload['step'] / per_epoch:.0f} (best {state['best_step'] / per_epoch:.0f})",
