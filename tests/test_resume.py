@@ -188,3 +188,27 @@ def test_two_runs_into_one_directory_do_not_corrupt_each_other(tmp_path: Path) -
     keys = [r["key"] for r in records]
     assert len(keys) == len(set(keys)) == 6
     assert all(r["status"] == "ok" for r in records)
+
+
+def test_a_checkpoint_left_beside_a_finished_record_is_removed_by_the_next_run(
+    tmp_path: Path,
+) -> None:
+    """A run killed between writing a seed's record and removing its checkpoint leaves both;
+    the next run skips the finished seed and removes the checkpoint nothing would resume."""
+    import torch
+
+    from vaebench import plugins
+    from vaebench.runner import RunRequest, plan, run
+
+    request = RunRequest(
+        suite="digits", profile="tiny", seeds=[0], priors=["standard-normal"], out=str(tmp_path),
+        metrics=["likelihood"], k=2, suite_options={"limit": 100}, progress=False,
+    )  # fmt: skip
+    with plugins.use_host(plugins.PluginHost(entry_points=False)) as host:
+        run(request, host)
+        (unit,) = plan(request, host)
+        left = results.checkpoint_path(tmp_path, unit.stems[0])
+        torch.save({"kind": "single", "step": 10}, left)
+        again = run(request, host)
+    assert (again.ran, again.skipped) == (0, 1)
+    assert not left.exists()

@@ -726,6 +726,13 @@ def run(
     executor_spec = host.get("executor", request.executor)
     check_executor_options(executor_spec, request.executor_options)
     done = results.finished_keys(root)
+    if not request.force:
+        # A run killed between writing a seed's record and removing its checkpoint leaves the
+        # checkpoint behind; the seed is finished, so nothing would ever resume or remove it.
+        for unit in units:
+            for key, stem in zip(unit.keys, unit.stems, strict=True):
+                if done.get(key) == "ok":
+                    results.remove_checkpoint(root, stem)
     todo = [u.only(idx) for u in units if (idx := _pending(u, done, request))]
     skipped = total - sum(len(u.seeds) for u in todo)
     records_by_key: dict[str, dict[str, Any]] = {}
