@@ -41,21 +41,8 @@ from vaebench.plugins import default_host
 from vaebench.runner import RunRequest, plan
 from vaebench.train import SingleWidth
 
-
-def centred_log_probs(
-    z: torch.Tensor,
-    loc: torch.Tensor,
-    log_scale: torch.Tensor | None = None,
-    scale: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """The centred form: log N(z | loc_k, s_k^2) on ``[..., K, M]`` temporaries."""
-    if log_scale is None:
-        assert scale is not None
-        log_scale = scale.log()
-    inv_scale = torch.exp(-log_scale) if scale is None else scale.reciprocal()
-    log_norm = log_scale.sum(-1) + 0.5 * loc.shape[-1] * math.log(2 * math.pi)
-    d = (z.unsqueeze(-2) - loc) * inv_scale
-    return -0.5 * torch.linalg.vecdot(d, d) - log_norm
+# the centred form, as the prior computes it where there is no float64
+centred_log_probs = priors.centred_diagonal_gaussian_log_probs
 
 
 @contextlib.contextmanager

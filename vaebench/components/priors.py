@@ -160,6 +160,23 @@ def _diagonal_base(q: torch.distributions.Distribution) -> Normal | None:
     return None
 
 
+def centred_diagonal_gaussian_log_probs(
+    z: torch.Tensor,
+    loc: torch.Tensor,
+    log_scale: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The same as :func:`diagonal_gaussian_log_probs` in the centred form, ``(z - mu) / s`` on
+    ``[..., K, M]`` temporaries in ``z``'s dtype: for devices without float64 (MPS)."""
+    if log_scale is None:
+        assert scale is not None, "give log_scale or scale"
+        log_scale = scale.log()
+    inv_scale = torch.exp(-log_scale) if scale is None else scale.reciprocal()
+    log_norm = log_scale.sum(-1) + 0.5 * loc.shape[-1] * math.log(2 * math.pi)  # [K]
+    d = (z.unsqueeze(-2) - loc) * inv_scale  # [..., K, M]
+    return -0.5 * torch.linalg.vecdot(d, d) - log_norm
+
+
 def diagonal_gaussian_log_probs(
     z: torch.Tensor,
     loc: torch.Tensor,
@@ -177,14 +194,12 @@ def diagonal_gaussian_log_probs(
     below the centred float32 form's (1e-7 of the centred sum) for scales down to about 1e-4.
     On MPS, which has no float64, the centred float32 form is used.
     """
+    if z.device.type == "mps":
+        return centred_diagonal_gaussian_log_probs(z, loc, log_scale, scale)
     if log_scale is None:
         assert scale is not None, "give log_scale or scale"
         log_scale = scale.log()
     log_norm = log_scale.sum(-1) + 0.5 * loc.shape[-1] * math.log(2 * math.pi)  # [K]
-    if z.device.type == "mps":
-        inv_scale = torch.exp(-log_scale) if scale is None else scale.reciprocal()
-        d = (z.unsqueeze(-2) - loc) * inv_scale  # [..., K, M]
-        return -0.5 * torch.linalg.vecdot(d, d) - log_norm
     z64, loc64 = z.double(), loc.double()
     inv_var = torch.exp(-2.0 * log_scale.double())  # [K, M]
     scaled_loc = loc64 * inv_var
