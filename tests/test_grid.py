@@ -337,7 +337,9 @@ def test_the_plan_estimates_only_what_is_left_to_train(host) -> None:  # type: i
     units = plan(req, host)
     assert [u.seeds for u in units] == [(0,), (1,), (2,)]
     steps = units[0].budget.total_steps(1000)  # tiny: 20 steps
-    per_unit = Estimate(step_seconds=50.0 / steps, train_seconds=50.0, eval_seconds=30.0)
+    per_unit = Estimate(
+        step_seconds=50.0 / steps, train_seconds=50.0, eval_seconds=30.0, steps_per_seed=steps
+    )
     estimates = dict.fromkeys(range(3), per_unit)
     states = {
         units[0].stems[0]: SeedState("finished"),

@@ -367,6 +367,7 @@ class Estimate:
     step_seconds: float
     train_seconds: float
     eval_seconds: float
+    steps_per_seed: int
 
 
 def estimate_unit(unit: Unit, host: PluginHost | None = None, steps: int = 3) -> Estimate:
@@ -418,4 +419,5 @@ def estimate_unit(unit: Unit, host: PluginHost | None = None, steps: int = 3) ->
         step_seconds=step_seconds,
         train_seconds=step_seconds * total_steps * len(unit.seeds),
         eval_seconds=1.5 * seconds_per_row * eval_rows * len(unit.seeds),
+        steps_per_seed=total_steps,
     )

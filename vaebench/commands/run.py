@@ -282,12 +282,11 @@ def describe_plan(
                 train = evaluation = 0.0
                 for i, e in found:
                     unit = units[i]
-                    per_seed_steps = e.train_seconds / e.step_seconds / len(unit.seeds)
                     for stem in unit.stems:
                         state = states.get(stem) if states else None
                         if state is not None and not state.todo:
                             continue
-                        left = 1.0 - (state.step / per_seed_steps if state else 0.0)
+                        left = 1.0 - (state.step / e.steps_per_seed if state else 0.0)
                         train += max(0.0, left) * e.train_seconds / len(unit.seeds)
                         evaluation += e.eval_seconds / len(unit.seeds)
                 total += train + evaluation
