@@ -283,3 +283,66 @@ def test_every_component_vectorizes_exactly_or_says_why_not(combination, host, d
     for seed, result in zip((0, 1), together, strict=True):
         assert isinstance(result, TrainResult)
         assert_same_training(fit(model(seed), data, budget, seed), result)
+
+
+@pytest.mark.parametrize("seeds", [[3], [3, 4]], ids=["single", "batched"])
+def test_a_checkpoint_written_on_another_kind_of_device_resumes_with_fresh_device_streams(
+    tmp_path: Path, data, seeds: list[int]
+) -> None:  # type: ignore[no-untyped-def]
+    """A CUDA generator's state does not fit a CPU generator (nor the reverse): a run that moves
+    between kinds of device at a resume continues its data order exactly, restarts its noise and
+    binarization streams from (seed, "moved at step N"), and says where it trained."""
+    host = plugins.default_host()
+    budget = Budget(steps=24, batch_size=50, eval_every=4, patience=None, checkpoint_every=8)
+    path = tmp_path / "run.pt"
+
+    class Killed(Exception):
+        pass
+
+    def write_then_die(target: Path, payload: bytes) -> None:
+        results.atomic_write_bytes(target, payload)
+        raise Killed
+
+    def train(**kwargs):  # type: ignore[no-untyped-def]
+        models = [build(host, "vamp", s, data) for s in seeds]
+        if len(seeds) == 1:
+            return [fit(models[0], data, budget, seeds[0], **kwargs)]
+        return fit_batched(models, data, budget, seeds, **kwargs)
+
+    whole = train()
+    with pytest.raises(Killed):
+        train(checkpoint=path, write_bytes=write_then_die)
+    saved = torch.load(path, weights_only=True)
+    assert saved["devices"] == [{"step": 0, "device": "cpu"}]
+    # As if written on a GPU: its history says so and its device generators hold Philox states
+    # (16 bytes), which a CPU generator would refuse.
+    saved["devices"] = [{"step": 0, "device": "cuda"}]
+    noise = saved["width"]["noise"]
+    if "generators" in noise:
+        noise["generators"] = [torch.zeros(16, dtype=torch.uint8) for _ in seeds]
+    else:
+        noise["generator"] = torch.zeros(16, dtype=torch.uint8)
+    saved["transform_rngs"] = [torch.zeros(16, dtype=torch.uint8) for _ in seeds]
+    moved = [tmp_path / "a.pt", tmp_path / "b.pt"]
+    for target in moved:
+        torch.save(saved, target)
+    first, second = (train(checkpoint=p, write_bytes=results.atomic_write_bytes) for p in moved)
+    for a, b, c in zip(whole, first, second, strict=True):
+        assert isinstance(a, TrainResult) and isinstance(b, TrainResult)
+        assert isinstance(c, TrainResult)
+        assert b.resumed_from == 8
+        assert b.devices == [{"step": 0, "device": "cuda"}, {"step": 8, "device": "cpu"}]
+        assert without_seconds(b.curve) == without_seconds(c.curve)  # fresh, not arbitrary
+        before = [p for p in without_seconds(b.curve) if p["step"] <= 8]
+        assert before == [p for p in without_seconds(a.curve) if p["step"] <= 8]
+        after_b = [p["train_loss"] for p in b.curve if p["step"] > 8]
+        after_a = [p["train_loss"] for p in a.curve if p["step"] > 8]
+        assert after_b != after_a  # other noise from step 8 on
+    # Resumed on the kind of device that wrote it, a run continues every stream exactly.
+    with pytest.raises(Killed):
+        train(checkpoint=path.with_name("same.pt"), write_bytes=write_then_die)
+    same = train(checkpoint=path.with_name("same.pt"), write_bytes=results.atomic_write_bytes)
+    for a, b in zip(whole, same, strict=True):
+        assert isinstance(a, TrainResult) and isinstance(b, TrainResult)
+        assert b.devices == [{"step": 0, "device": "cpu"}]
+        assert without_seconds(a.curve) == without_seconds(b.curve)

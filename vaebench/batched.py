@@ -120,9 +120,16 @@ class _StackedNoise:
             "blocks": [(list(k), v[0], v[1]) for k, v in self.blocks.items()],
         }
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: dict[str, Any], fresh_seeds: Sequence[int] | None = None) -> None:
+        """Back to :meth:`state`; with ``fresh_seeds`` (a checkpoint of another kind of device)
+        each stream starts afresh from its seed and the drawn blocks are dropped."""
+        if fresh_seeds is not None:
+            for stream, seed in zip(self.streams, fresh_seeds, strict=True):
+                stream.generator.manual_seed(seed)
+            self.blocks = {}
+            return
         for stream, gen_state in zip(self.streams, state["generators"], strict=True):
-            stream.generator.set_state(gen_state)
+            stream.generator.set_state(gen_state.cpu())
         device = self.streams[0].device
         self.blocks = {tuple(k): [t.to(device), i] for k, t, i in state["blocks"]}
 
@@ -217,6 +224,7 @@ class StackedWidth:
         precision: str,
     ) -> None:
         self.models, self.budget, self.objective, self.device = models, budget, objective, device
+        self.seeds = list(seeds)
         self.train = data.train.to(device)
         self.val = data.val.to(device)
         self.data = data
@@ -318,14 +326,17 @@ class StackedWidth:
             "noise": self.noise.state(),
         }
 
-    def restore(self, saved: dict[str, Any]) -> None:
+    def restore(self, saved: dict[str, Any], moved_at: int | None = None) -> None:
         with torch.no_grad():
             for name, value in saved["params"].items():
                 self.stack.params[name].copy_(value)
             for name, value in saved["buffers"].items():
                 self.stack.buffers[name].copy_(value)
         self.optimizer.load_state_dict(saved["optimizer"])
-        self.noise.load_state(saved["noise"])
+        fresh = None
+        if moved_at is not None:
+            fresh = [streams.derive(s, streams.moved(streams.NOISE, moved_at)) for s in self.seeds]
+        self.noise.load_state(saved["noise"], fresh)
 
 
 def fit_batched(

@@ -29,12 +29,13 @@ class CheckpointWarning(UserWarning):
 
 def read_checkpoint(
     path: str | os.PathLike[str] | None,
-    device: torch.device | str,
     kind: str,
     required: Iterable[str] = (),
 ) -> dict[str, Any] | None:
     """The payload saved at ``path`` if it holds a checkpoint of this ``kind`` (``"single"``,
-    ``"batched"``...), else None.
+    ``"batched"``...), else None. Its tensors are on the CPU, whatever device wrote it: the
+    caller puts each where it belongs (a generator's state must stay a CPU tensor; loading it
+    onto a GPU would make ``Generator.set_state`` refuse it).
 
     None when there is no file, or a readable checkpoint of another kind (it is left alone).
     A file that cannot be read as a checkpoint (truncated, not a torch file, refused by
@@ -48,7 +49,7 @@ def read_checkpoint(
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
             zipfile.BadZipFile) as e:  # fmt: skip
         _set_aside(path, f"it cannot be loaded ({type(e).__name__}: {_first_line(e)})")

@@ -106,8 +106,14 @@ class NoiseStream:
             "blocks": [(list(k), v[0], v[1]) for k, v in self._blocks.items()],
         }
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.generator.set_state(state["generator"])
+    def load_state(self, state: dict[str, Any], fresh_seed: int | None = None) -> None:
+        """Back to :meth:`state`; with ``fresh_seed`` (a checkpoint of another kind of device)
+        the generator starts afresh from that seed and the drawn blocks are dropped."""
+        if fresh_seed is not None:
+            self.generator.manual_seed(fresh_seed)
+            self._blocks = {}
+            return
+        self.generator.set_state(state["generator"].cpu())
         self._blocks = {tuple(k): [t.to(self.device), i] for k, t, i in state["blocks"]}
 
 
@@ -133,6 +139,7 @@ class TrainResult:
     seconds: float
     curve: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
+    devices: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -144,6 +151,7 @@ class TrainResult:
             "seconds": self.seconds,
             "curve": self.curve,
             "resumed_from": self.resumed_from,
+            "devices": self.devices,
         }
 
 
@@ -194,13 +202,13 @@ def save_payload(path: Path, payload: dict[str, Any], write: Callable[[Path, byt
 CHECKPOINT_FIELDS = ("seeds", "width", "states", "step", "elapsed", "running")
 
 
-def load_checkpoint(path: Path | None, device: torch.device, kind: str) -> dict[str, Any] | None:
-    """A checkpoint's payload if ``path`` holds one of this ``kind`` (the width's name), else
-    None; an unreadable one is set aside with a warning (:mod:`vaebench.checkpoints`) and
-    training starts from scratch."""
+def load_checkpoint(path: Path | None, kind: str) -> dict[str, Any] | None:
+    """A checkpoint's payload (on the CPU) if ``path`` holds one of this ``kind`` (the width's
+    name), else None; an unreadable one is set aside with a warning
+    (:mod:`vaebench.checkpoints`) and training starts from scratch."""
     from vaebench.checkpoints import read_checkpoint
 
-    return read_checkpoint(path, device, kind, required=CHECKPOINT_FIELDS)
+    return read_checkpoint(path, kind, required=CHECKPOINT_FIELDS)
 
 
 @dataclass
@@ -258,8 +266,10 @@ class Width(Protocol):
     def payload(self) -> dict[str, Any]:
         """Model, optimizer and noise state for a checkpoint."""
 
-    def restore(self, saved: dict[str, Any]) -> None:
-        """Back to what :meth:`payload` saved."""
+    def restore(self, saved: dict[str, Any], moved_at: int | None = None) -> None:
+        """Back to what :meth:`payload` saved (CPU tensors). With ``moved_at``, the checkpoint
+        was written on another kind of device: the noise streams start afresh from
+        ``streams.moved(streams.NOISE, moved_at)``."""
 
 
 def normalize_gradients(grads: Sequence[torch.Tensor], seed_dims: int = 0) -> None:
@@ -310,6 +320,8 @@ class TrainingLoop:
             for i, (s, g) in enumerate(zip(seeds, self.order_gens, strict=True))
         ]
         self.step, self.elapsed_before, self.resumed_from = 0, 0.0, None
+        # Where the run trained: [{"step": first step, "device": kind}], a row per move.
+        self.devices: list[dict[str, Any]] = [{"step": 0, "device": self.device.type}]
         self.running = torch.zeros(len(seeds), dtype=torch.float64, device=device)
         self.started = time.perf_counter()
 
@@ -398,17 +410,37 @@ class TrainingLoop:
             "step": self.step,
             "elapsed": self.now(),
             "running": self.running,
+            "devices": self.devices,
         }
 
     def restore(self, saved: dict[str, Any]) -> None:
-        self.width.restore(saved["width"])
+        """Back to a checkpoint's state (loaded on the CPU). One written on another kind of
+        device resumes too: the device's streams (noise, training binarization) start afresh
+        from (seed, :func:`vaebench.streams.moved`), the data order continues exactly, and
+        ``devices`` records the step at which the run moved."""
+        step = saved["step"]
+        here = self.device.type
+        # Checkpoints before the "devices" field were resumed on the kind they were written on.
+        history = list(saved.get("devices") or [{"step": 0, "device": here}])
+        moved_at = step if history[-1]["device"] != here else None
+        self.width.restore(saved["width"], moved_at)
         for gen, gen_state in zip(self.order_gens, saved["order_rngs"], strict=True):
-            gen.set_state(gen_state)
-        for gen, gen_state in zip(self.transform_gens, saved["transform_rngs"], strict=True):
-            gen.set_state(gen_state)
+            gen.set_state(gen_state.cpu())
+        for seed, gen, gen_state in zip(
+            self.seeds, self.transform_gens, saved["transform_rngs"], strict=True
+        ):
+            if moved_at is None:
+                gen.set_state(gen_state.cpu())
+            else:
+                gen.manual_seed(
+                    streams.derive(seed, streams.moved(streams.TRAIN_BINARIZATION, step))
+                )
+        if moved_at is not None:
+            history.append({"step": step, "device": here})
+        self.devices = history
         self.states = [SeedState(**s) for s in saved["states"]]
-        self.step, self.elapsed_before = saved["step"], saved["elapsed"]
-        self.resumed_from = saved["step"]
+        self.step, self.elapsed_before = step, saved["elapsed"]
+        self.resumed_from = step
         self.running = saved["running"].to(self.device)
         self.started = time.perf_counter()
 
@@ -424,7 +456,7 @@ class TrainingLoop:
         checkpoint of the same seeds and width resumes where it stopped."""
         from tqdm.auto import tqdm
 
-        saved = load_checkpoint(checkpoint, self.device, self.width.kind)
+        saved = load_checkpoint(checkpoint, self.width.kind)
         if saved is not None and list(saved["seeds"]) == self.seeds:
             self.restore(saved)
         bar = tqdm(
@@ -491,6 +523,7 @@ class TrainingLoop:
                     seconds=st.seconds,
                     curve=st.curve,
                     resumed_from=self.resumed_from,
+                    devices=self.devices,
                 )
             )
         return out
@@ -517,6 +550,7 @@ class SingleWidth:
         self.optimizer = make_adam(
             list(model.parameters()), budget.lr, device, budget.adam_betas, budget.adam_eps
         )
+        self.seed = seed
         self.noise = NoiseStream(streams.derive(seed, streams.NOISE), device)
         self.val: torch.Tensor | None = None
 
@@ -552,11 +586,14 @@ class SingleWidth:
             "torch_rng": torch.get_rng_state(),
         }
 
-    def restore(self, saved: dict[str, Any]) -> None:
+    def restore(self, saved: dict[str, Any], moved_at: int | None = None) -> None:
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
-        self.noise.load_state(saved["noise"])
-        torch.set_rng_state(saved["torch_rng"])
+        fresh = None
+        if moved_at is not None:
+            fresh = streams.derive(self.seed, streams.moved(streams.NOISE, moved_at))
+        self.noise.load_state(saved["noise"], fresh)
+        torch.set_rng_state(saved["torch_rng"].cpu())
 
 
 def fit(

@@ -12,7 +12,6 @@ import torch
 
 from vaebench.checkpoints import CheckpointWarning, read_checkpoint
 
-CPU = torch.device("cpu")
 
 
 def payload(kind: str = "single") -> dict:
@@ -47,11 +46,11 @@ def aside(path: Path) -> list[Path]:
 def test_a_good_checkpoint_is_read(saved: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", CheckpointWarning)
-        state = read_checkpoint(saved, CPU, "single", required=("model", "optimizer", "step"))
+        state = read_checkpoint(saved, "single", required=("model", "optimizer", "step"))
     assert state is not None and state["step"] == 40
     torch.testing.assert_close(state["model"]["weight"], payload()["model"]["weight"])
-    assert read_checkpoint(saved.with_name("absent.ckpt"), CPU, "single") is None
-    assert read_checkpoint(None, CPU, "single") is None
+    assert read_checkpoint(saved.with_name("absent.ckpt"), "single") is None
+    assert read_checkpoint(None, "single") is None
 
 
 @pytest.mark.parametrize("keep", [0, 1, 100, 0.5, -10])
@@ -60,7 +59,7 @@ def test_a_truncated_checkpoint_is_set_aside_with_one_warning(saved: Path, keep:
     cut = int(len(data) * keep) if isinstance(keep, float) else keep
     saved.write_bytes(data[:cut])
     with pytest.warns(CheckpointWarning) as caught:
-        assert read_checkpoint(saved, CPU, "single") is None
+        assert read_checkpoint(saved, "single") is None
     [warning] = caught.list
     message = str(warning.message)
     assert "\n" not in message and str(saved) in message and "training from scratch" in message
@@ -70,7 +69,7 @@ def test_a_truncated_checkpoint_is_set_aside_with_one_warning(saved: Path, keep:
     # The next run finds no checkpoint, so the unit trains from scratch, and no second warning.
     with warnings.catch_warnings():
         warnings.simplefilter("error", CheckpointWarning)
-        assert read_checkpoint(saved, CPU, "single") is None
+        assert read_checkpoint(saved, "single") is None
 
 
 # torch notes the protocol of a pickle it did not write; the refusal is what is tested.
@@ -79,7 +78,7 @@ def test_a_pickle_that_would_run_code_is_refused_and_set_aside(tmp_path: Path) -
     path = tmp_path / "unit.ckpt"
     path.write_bytes(pickle.dumps(Path("/etc")))  # not a plain-data payload
     with pytest.warns(CheckpointWarning, match="cannot be loaded .*UnpicklingError"):
-        assert read_checkpoint(path, CPU, "single") is None
+        assert read_checkpoint(path, "single") is None
     assert len(aside(path)) == 1
 
 
@@ -87,10 +86,10 @@ def test_a_payload_of_the_wrong_structure_is_set_aside(tmp_path: Path) -> None:
     path = tmp_path / "unit.ckpt"
     torch.save([1, 2, 3], path)
     with pytest.warns(CheckpointWarning, match="holds a list, not a checkpoint payload"):
-        assert read_checkpoint(path, CPU, "single") is None
+        assert read_checkpoint(path, "single") is None
     torch.save({k: v for k, v in payload().items() if k != "optimizer"}, path)
     with pytest.warns(CheckpointWarning, match="single payload lacks optimizer"):
-        assert read_checkpoint(path, CPU, "single", required=("model", "optimizer")) is None
+        assert read_checkpoint(path, "single", required=("model", "optimizer")) is None
     assert len(aside(path)) == 2  # two files set aside, neither over the other
 
 
@@ -99,6 +98,6 @@ def test_a_checkpoint_of_another_kind_is_left_alone(tmp_path: Path) -> None:
     torch.save(payload("batched"), path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CheckpointWarning)
-        assert read_checkpoint(path, CPU, "single") is None
+        assert read_checkpoint(path, "single") is None
     assert path.exists() and aside(path) == []
-    assert read_checkpoint(path, CPU, "batched")["step"] == 40  # type: ignore[index]
+    assert read_checkpoint(path, "batched")["step"] == 40  # type: ignore[index]
