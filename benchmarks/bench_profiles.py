@@ -7,6 +7,7 @@ Usage::
     python benchmarks/bench_profiles.py --profiles tomczak2018 --priors standard-normal vamp
     python benchmarks/bench_profiles.py --threads 1 2            # one core against two
     python benchmarks/bench_profiles.py --quick                  # smoke run
+    python benchmarks/bench_profiles.py --device cuda            # on a GPU
 
 Each combination is built from the profile exactly as ``vaebench run`` plans it (sizes,
 component and objective options, optimiser) and steps through the trainer's own width
@@ -28,7 +29,8 @@ import torch
 from tabulate import tabulate
 
 from vaebench.contracts import Progress
-from vaebench.pipeline import build_objective, build_unit_model, load_suite_data
+from vaebench.environment import device_name
+from vaebench.pipeline import build_objective, build_unit_model, load_suite_data, resolve_device
 from vaebench.plugins import default_host
 from vaebench.runner import RunRequest, plan
 from vaebench.train import SingleWidth
@@ -36,6 +38,14 @@ from vaebench.train import SingleWidth
 
 def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a timer measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def main() -> None:
@@ -48,8 +58,10 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, nargs="+", default=None, help="torch threads (default: all)"
     )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     parser.add_argument("--quick", action="store_true", help="2 steps, 1 round")
     args = parser.parse_args()
+    device = resolve_device(args.device)
     if args.quick:
         args.steps, args.rounds = 2, 1
     threads = args.threads or [torch.get_num_threads()]
@@ -63,13 +75,13 @@ def main() -> None:
         for unit in plan(request, host):
             data = load_suite_data(suite, {**unit.suite_options, "data_dir": None})
             torch.manual_seed(0)
-            model = build_unit_model(host, unit, data.spec)
+            model = build_unit_model(host, unit, data.spec).to(device)
             objective = build_objective(host, unit)
-            width = SingleWidth(model, unit.budget, 0, objective, torch.device("cpu"))
+            width = SingleWidth(model, unit.budget, 0, objective, device)
             n = data.train.shape[0]
-            x = data.train[: unit.budget.batch_size]
+            x = data.train[: unit.budget.batch_size].to(device)
             if data.train_transform is not None:
-                x = data.train_transform(x, torch.Generator().manual_seed(0))
+                x = data.train_transform(x, torch.Generator(device).manual_seed(0))
             cases.append((profile, unit, width, x[None], unit.budget.steps_per_epoch(n)))
     best = {(i, n): float("inf") for i in range(len(cases)) for n in threads}
     for _ in range(args.rounds):
@@ -77,11 +89,13 @@ def main() -> None:
             for n in threads:
                 torch.set_num_threads(n)
                 progress = Progress(0, per_epoch)
-                active = torch.ones(1, dtype=torch.bool)
+                active = torch.ones(1, dtype=torch.bool, device=device)
                 width.step(width.losses(x, progress).sum(), active, 1e-4)
+                synchronize(device)
                 started = time.perf_counter()
                 for _ in range(args.steps):
                     width.step(width.losses(x, progress).sum(), active, 1e-4)
+                synchronize(device)
                 best[i, n] = min(best[i, n], (time.perf_counter() - started) / args.steps)
     rows = []
     for (i, n), seconds in best.items():
@@ -121,9 +135,10 @@ def main() -> None:
         )
     )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    where = device_name(device)
     print(
-        f"\ntorch {torch.__version__}, {'/'.join(map(str, threads))} thread(s), load average "
-        f"{load:.2f}; best of {args.rounds} round(s) of {args.steps} steps"
+        f"\n{where}, torch {torch.__version__}, {'/'.join(map(str, threads))} thread(s), load "
+        f"average {load:.2f}; best of {args.rounds} round(s) of {args.steps} steps"
     )
 
 

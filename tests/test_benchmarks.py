@@ -128,3 +128,34 @@ def test_evaluate_checkpoint_gives_what_the_run_would_record_for_the_best_state(
     iw = expected["iw_nll"]
     assert "best state: epoch 2 of 6 trained (validation -ELBO 500.00)" in out
     assert f"test IW-NLL (K = 3): {iw.value:.2f} ± {iw.stderr:.2f} nats" in out
+
+
+@pytest.mark.slow
+def test_gpu_session_script_runs_its_benchmarks_and_rows_and_packs_each_results_dir(
+    real_data_dir: Path, tmp_path: Path
+) -> None:
+    """The prepared GPU command, on the CPU with smoke sizes and one tiny row: every output it
+    promises is there, and the packed results directory unpacks to the row's record."""
+    import tarfile
+
+    work, out = tmp_path / "gpu", tmp_path / "out"
+    work.mkdir()
+    (work / "rows").write_text(
+        "digits --suite digits --budget tiny --priors standard-normal --seeds 0\n"
+    )
+    env = {**os.environ, "VAEBENCH_DATA": str(real_data_dir), "OMP_NUM_THREADS": "2"}
+    env.update(DEVICE="cpu", QUICK="1", GPU_DIR=str(work), OUT=str(out))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # its python3
+    script = ROOT / "benchmarks" / "gpu_session.sh"
+    subprocess.run(["bash", str(script), "400"], env=env, check=True, timeout=600)
+    assert "ended with status" not in (out / "bench_gpu.txt").read_text()
+    assert "tomczak2018" in (out / "bench_profiles.txt").read_text()
+    log = (out / "rows.log").read_text()
+    assert "== digits: exit status 0" in log and "seed 0 finished" in log, log
+    parts = sorted(out.glob("digits.tgz.part-*"))
+    assert parts
+    packed = tmp_path / "digits.tgz"
+    packed.write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(packed) as tar:
+        names = tar.getnames()
+    assert any(n.startswith("digits/") and n.endswith(".json") for n in names), names
