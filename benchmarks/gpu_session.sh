@@ -50,14 +50,14 @@ burda2015 --suite mnist --budget burda2015 --objectives iwae --component-option 
 fi
 while read -r name args; do
     [ -n "$name" ] || continue
-    seconds=$(($(left) - 40))  # 40 s kept for packing the results
+    seconds=$(($(left) - 60))  # kept: 20 s for a stopped row to exit, 40 s for packing
     if [ "$seconds" -lt 60 ]; then
         echo "$name: not started, $seconds s left" >>"$OUT/rows.log"
         continue
     fi
     echo "== $name: vaebench run $args (up to $seconds s)" >>"$OUT/rows.log"
     # shellcheck disable=SC2086  # the row's arguments are words
-    timeout -s INT "$seconds" python3 -m vaebench.cli run $args --device "$device" \
+    timeout -s INT -k 20 "$seconds" python3 -m vaebench.cli run $args --device "$device" \
         --out "$work/runs/$name" --no-progress >>"$OUT/rows.log" 2>&1 </dev/null
     echo "== $name: exit status $?" >>"$OUT/rows.log"
     # shellcheck disable=SC2086
