@@ -116,7 +116,8 @@ def main() -> None:
                 f"training: best validation -ELBO {state['best_val']:.2f}",
                 f"{payload['step'] / per_epoch:.0f} (best {state['best_step'] / per_epoch:.0f})",
                 f"{payload['elapsed'] / 3600:.1f} h",
-                f"not finished ({state['bad']} epochs without improvement)",
+                f"not finished ({state['bad']} epoch{'' if state['bad'] == 1 else 's'} without "
+                "improvement)",
             ]
         )
         if args.curves:
