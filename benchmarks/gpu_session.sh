@@ -18,7 +18,7 @@
 #
 # Every row is stopped with SIGINT when its time is up: training resumes from its last
 # checkpoint (every 5 epochs under these profiles), on the GPU or back on the CPU, and the
-# record's training.devices says where it trained from which step.
+# record's training.segments says where it trained from which step.
 set -u
 session=${1:-540}
 start=$(date +%s)

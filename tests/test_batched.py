@@ -18,6 +18,7 @@ from vaebench.batched import NotVectorizable, fit_batched
 from vaebench.components.mlp import GaussianMLPEncoder
 from vaebench.components.priors import StandardNormalPrior
 from vaebench.contracts import Budget, ComponentSpec, EvalSettings
+from vaebench.environment import segment
 from vaebench.errors import TrainingError
 from vaebench.evaluate import evaluate
 from vaebench.hookspecs import hookimpl
@@ -313,10 +314,11 @@ def test_a_checkpoint_written_on_another_kind_of_device_resumes_with_fresh_devic
     with pytest.raises(Killed):
         train(checkpoint=path, write_bytes=write_then_die)
     saved = torch.load(path, weights_only=True)
-    assert saved["devices"] == [{"step": 0, "device": "cpu"}]
+    here = segment("cpu")
+    assert saved["segments"] == [{"step": 0, **here}]
     # As if written on a GPU: its history says so and its device generators hold Philox states
     # (16 bytes), which a CPU generator would refuse.
-    saved["devices"] = [{"step": 0, "device": "cuda"}]
+    saved["segments"] = [{"step": 0, **here, "device": "cuda", "device_name": "NVIDIA H200"}]
     noise = saved["width"]["noise"]
     if "generators" in noise:
         noise["generators"] = [torch.zeros(16, dtype=torch.uint8) for _ in seeds]
@@ -331,7 +333,8 @@ def test_a_checkpoint_written_on_another_kind_of_device_resumes_with_fresh_devic
         assert isinstance(a, TrainResult) and isinstance(b, TrainResult)
         assert isinstance(c, TrainResult)
         assert b.resumed_from == 8
-        assert b.devices == [{"step": 0, "device": "cuda"}, {"step": 8, "device": "cpu"}]
+        assert [(s["step"], s["device"]) for s in b.segments] == [(0, "cuda"), (8, "cpu")]
+        assert b.segments[1] == {"step": 8, **here}
         assert without_seconds(b.curve) == without_seconds(c.curve)  # fresh, not arbitrary
         before = [p for p in without_seconds(b.curve) if p["step"] <= 8]
         assert before == [p for p in without_seconds(a.curve) if p["step"] <= 8]
@@ -344,5 +347,36 @@ def test_a_checkpoint_written_on_another_kind_of_device_resumes_with_fresh_devic
     same = train(checkpoint=path.with_name("same.pt"), write_bytes=results.atomic_write_bytes)
     for a, b in zip(whole, same, strict=True):
         assert isinstance(a, TrainResult) and isinstance(b, TrainResult)
-        assert b.devices == [{"step": 0, "device": "cpu"}]
+        assert b.segments == [{"step": 0, **here}]  # nothing changed: one segment
         assert without_seconds(a.curve) == without_seconds(b.curve)
+
+
+def test_a_run_resumed_under_another_version_records_from_which_step(tmp_path: Path, data) -> None:  # type: ignore[no-untyped-def]
+    """A checkpoint written by another vaebench (or one written before segments were kept)
+    resumes exactly, and the record says from which step the current code trained."""
+    host = plugins.default_host()
+    budget = Budget(steps=16, batch_size=50, eval_every=4, patience=None, checkpoint_every=8)
+    path = tmp_path / "run.pt"
+
+    class Killed(Exception):
+        pass
+
+    def write_then_die(target: Path, payload: bytes) -> None:
+        results.atomic_write_bytes(target, payload)
+        raise Killed
+
+    whole = fit(build(host, "standard-normal", 5, data), data, budget, 5)
+    with pytest.raises(Killed):
+        fit(build(host, "standard-normal", 5, data), data, budget, 5, checkpoint=path,
+            write_bytes=write_then_die)  # fmt: skip
+    saved = torch.load(path, weights_only=True)
+    for older in ({**saved["segments"][0], "vaebench": "0.0.9"}, None):
+        if older is None:
+            del saved["segments"]  # a checkpoint from before segments were kept
+        else:
+            saved["segments"] = [older]
+        torch.save(saved, path)
+        resumed = fit(build(host, "standard-normal", 5, data), data, budget, 5, checkpoint=path)
+        assert without_seconds(resumed.curve) == without_seconds(whole.curve)  # exactly
+        assert resumed.segments[-1] == {"step": 8, **segment("cpu")}
+        assert resumed.segments[0]["step"] == 0 and len(resumed.segments) == 2

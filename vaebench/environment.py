@@ -19,6 +19,23 @@ TRIM_THRESHOLD = 128 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
 
 
+def segment(device: Any) -> dict[str, Any]:
+    """What a stretch of training ran on and with: the kind of device and its name, vaebench's
+    version and commit, torch's version. A resumed run appends one where any of these changed
+    (``training.segments`` in the record)."""
+    import torch
+
+    from vaebench import __version__
+
+    return {
+        "device": torch.device(device).type,
+        "device_name": device_name(device),
+        "vaebench": __version__,
+        "git": git_hash(),
+        "torch": str(torch.__version__),  # a plain str: checkpoints load with weights_only
+    }
+
+
 @functools.cache
 def git_hash() -> str | None:
     """The commit of the vaebench checkout in use, if it is one (with ``-dirty`` if modified)."""

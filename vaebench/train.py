@@ -41,6 +41,7 @@ from torch.distributions import (
 
 from vaebench import streams
 from vaebench.contracts import Budget, Progress, SuiteData
+from vaebench.environment import segment
 from vaebench.errors import TrainingError
 from vaebench.model import VAE
 
@@ -139,7 +140,7 @@ class TrainResult:
     seconds: float
     curve: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
-    devices: list[dict[str, Any]] = field(default_factory=list)
+    segments: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,7 +152,7 @@ class TrainResult:
             "seconds": self.seconds,
             "curve": self.curve,
             "resumed_from": self.resumed_from,
-            "devices": self.devices,
+            "segments": self.segments,
         }
 
 
@@ -320,8 +321,9 @@ class TrainingLoop:
             for i, (s, g) in enumerate(zip(seeds, self.order_gens, strict=True))
         ]
         self.step, self.elapsed_before, self.resumed_from = 0, 0.0, None
-        # Where the run trained: [{"step": first step, "device": kind}], a row per move.
-        self.devices: list[dict[str, Any]] = [{"step": 0, "device": self.device.type}]
+        # Where and with what the run trained: [{"step": first step, **environment.segment}],
+        # one more wherever a resume changed the device kind or a version.
+        self.segments: list[dict[str, Any]] = [{"step": 0, **segment(device)}]
         self.running = torch.zeros(len(seeds), dtype=torch.float64, device=device)
         self.started = time.perf_counter()
 
@@ -410,19 +412,20 @@ class TrainingLoop:
             "step": self.step,
             "elapsed": self.now(),
             "running": self.running,
-            "devices": self.devices,
+            "segments": self.segments,
         }
 
     def restore(self, saved: dict[str, Any]) -> None:
         """Back to a checkpoint's state (loaded on the CPU). One written on another kind of
         device resumes too: the device's streams (noise, training binarization) start afresh
         from (seed, :func:`vaebench.streams.moved`), the data order continues exactly, and
-        ``devices`` records the step at which the run moved."""
+        ``segments`` gains a row at this step if the device kind or a version changed."""
         step = saved["step"]
-        here = self.device.type
-        # Checkpoints before the "devices" field were resumed on the kind they were written on.
-        history = list(saved.get("devices") or [{"step": 0, "device": here}])
-        moved_at = step if history[-1]["device"] != here else None
+        here = segment(self.device)
+        # Checkpoints before "segments" were resumed on the kind of device that wrote them.
+        history = list(saved.get("segments") or [{"step": 0, "device": here["device"]}])
+        last = history[-1]
+        moved_at = step if last["device"] != here["device"] else None
         self.width.restore(saved["width"], moved_at)
         for gen, gen_state in zip(self.order_gens, saved["order_rngs"], strict=True):
             gen.set_state(gen_state.cpu())
@@ -435,9 +438,9 @@ class TrainingLoop:
                 gen.manual_seed(
                     streams.derive(seed, streams.moved(streams.TRAIN_BINARIZATION, step))
                 )
-        if moved_at is not None:
-            history.append({"step": step, "device": here})
-        self.devices = history
+        if any(last.get(name) != value for name, value in here.items()):
+            history.append({"step": step, **here})
+        self.segments = history
         self.states = [SeedState(**s) for s in saved["states"]]
         self.step, self.elapsed_before = step, saved["elapsed"]
         self.resumed_from = step
@@ -523,7 +526,7 @@ class TrainingLoop:
                     seconds=st.seconds,
                     curve=st.curve,
                     resumed_from=self.resumed_from,
-                    devices=self.devices,
+                    segments=self.segments,
                 )
             )
         return out

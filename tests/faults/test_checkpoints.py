@@ -13,7 +13,6 @@ import torch
 from vaebench.checkpoints import CheckpointWarning, read_checkpoint
 
 
-
 def payload(kind: str = "single") -> dict:
     """What a training checkpoint holds: model and optimizer states, RNG states, counters."""
     torch.manual_seed(0)
