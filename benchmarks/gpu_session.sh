@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared command for a GPU machine lent for a few minutes: the GPU benchmark, the
 # literature set-ups' cost per step on the GPU, then the reproduction rows continued from their
-# CPU checkpoints until the time is up. Run it in the repository root:
+# checkpoints, each for an equal share of the time left. Run it in the repository root:
 #
 #     bash benchmarks/gpu_session.sh [SECONDS]        # SECONDS: the whole session (default 540)
 #
@@ -9,7 +9,8 @@
 #   .gpu/data/mnist/        the four MNIST files (VAEBENCH_DATA points here unless set)
 #   .gpu/runs/NAME/         a results directory per row, with the row's checkpoint if it has one
 #   .gpu/rows               optional: one row per line, "NAME vaebench-run-arguments..."; without
-#                           it, the VampPrior row of tomczak2018 and then burda2015's IWAE k = 50
+#                           it, burda2015's IWAE k = 50 row (32 h on 2 CPU cores, the longest
+#                           set-up) and the VampPrior row of tomczak2018
 # Outputs, in $OUT (the GPU tool's; default gpu-out/; files under 16 MiB, as the GPU tool brings back):
 #   bench_gpu.txt, bench_profiles.txt, rows.log, and NAME.tgz.part-aa, -ab... per row: the row's
 #   results directory, tarred and split; join with `cat NAME.tgz.part-* | tar -xz`.
@@ -45,12 +46,16 @@ timeout 90 python3 "$root/benchmarks/bench_profiles.py" --device "$device" "${pr
 if [ -f "$work/rows" ]; then
     rows=$(cat "$work/rows")
 else
-    rows="tomczak2018 --suite mnist --budget tomczak2018 --priors vamp --seeds 0
-burda2015 --suite mnist --budget burda2015 --objectives iwae --component-option objective.k=50 --seeds 0"
+    rows="burda2015 --suite mnist --budget burda2015 --objectives iwae --component-option objective.k=50 --seeds 0
+tomczak2018 --suite mnist --budget tomczak2018 --priors vamp --seeds 0"
 fi
+todo=$(grep -c . <<<"$rows")
 while read -r name args; do
     [ -n "$name" ] || continue
-    seconds=$(($(left) - 60))  # kept: 20 s for a stopped row to exit, 40 s for packing
+    # An equal share of what is left for each row still to run, less 40 s for the row to exit
+    # and report its state; 40 s at the end for packing.
+    seconds=$((($(left) - 40) / todo - 40))
+    todo=$((todo - 1))
     if [ "$seconds" -lt 60 ]; then
         echo "$name: not started, $seconds s left" >>"$OUT/rows.log"
         continue
