@@ -177,6 +177,16 @@ def test_components_vmap_cannot_run_fall_back_to_one_seed_at_a_time(
             assert why in training["vectorize_reason"]
 
 
+class Killed(Exception):
+    """A run "killed" just after writing its first checkpoint."""
+
+
+def write_then_die(target: Path, payload: bytes) -> None:
+    """Write a checkpoint as the runner does, then stop the run as a kill would."""
+    results.atomic_write_bytes(target, payload)
+    raise Killed
+
+
 def without_seconds(curve: list[dict[str, float]]) -> list[dict[str, float]]:
     return [{k: v for k, v in point.items() if k != "seconds"} for point in curve]
 
@@ -186,13 +196,6 @@ def test_a_killed_batched_run_resumes_from_its_checkpoint(tmp_path: Path, data) 
     budget = Budget(steps=24, batch_size=50, eval_every=4, patience=None, checkpoint_every=8)
     seeds = [3, 4]
     path = tmp_path / "batch.pt"
-
-    class Killed(Exception):
-        pass
-
-    def write_then_die(target: Path, payload: bytes) -> None:
-        results.atomic_write_bytes(target, payload)
-        raise Killed
 
     whole = fit_batched([build(host, "vamp", s, data) for s in seeds], data, budget, seeds)
     with pytest.raises(Killed):
@@ -297,13 +300,6 @@ def test_a_checkpoint_written_on_another_kind_of_device_resumes_with_fresh_devic
     budget = Budget(steps=24, batch_size=50, eval_every=4, patience=None, checkpoint_every=8)
     path = tmp_path / "run.pt"
 
-    class Killed(Exception):
-        pass
-
-    def write_then_die(target: Path, payload: bytes) -> None:
-        results.atomic_write_bytes(target, payload)
-        raise Killed
-
     def train(**kwargs):  # type: ignore[no-untyped-def]
         models = [build(host, "vamp", s, data) for s in seeds]
         if len(seeds) == 1:
@@ -357,13 +353,6 @@ def test_a_run_resumed_under_another_version_records_from_which_step(tmp_path: P
     host = plugins.default_host()
     budget = Budget(steps=16, batch_size=50, eval_every=4, patience=None, checkpoint_every=8)
     path = tmp_path / "run.pt"
-
-    class Killed(Exception):
-        pass
-
-    def write_then_die(target: Path, payload: bytes) -> None:
-        results.atomic_write_bytes(target, payload)
-        raise Killed
 
     whole = fit(build(host, "standard-normal", 5, data), data, budget, 5)
     with pytest.raises(Killed):
