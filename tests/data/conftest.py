@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from vaebench import testing
 from vaebench.data import locate
 from vaebench.data.download import FILES
 
@@ -52,6 +53,14 @@ def hermetic(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, test_ca) -> None: 
     monkeypatch.delenv("VAEBENCH_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
     monkeypatch.setattr(locate, "SYSTEM_ROOTS", ())
+    # Nor a shared/data folder above the test's own temporary folder (a checkout's sibling
+    # ../shared in /tmp would otherwise be found from every tmp_path there).
+    beside = testing._shared_data_beside
+    monkeypatch.setattr(
+        testing,
+        "_shared_data_beside",
+        lambda near: [f for f in beside(near) if f.is_relative_to(tmp_path)],
+    )
 
 
 def closed_port_url(scheme: str = "https") -> str:
