@@ -335,7 +335,7 @@ class StackedWidth:
         self.optimizer.load_state_dict(saved["optimizer"])
         fresh = None
         if moved_at is not None:
-            fresh = [streams.derive(s, streams.moved(streams.NOISE, moved_at)) for s in self.seeds]
+            fresh = [streams.moved(s, streams.NOISE, moved_at) for s in self.seeds]
         self.noise.load_state(saved["noise"], fresh)
 
 

@@ -37,11 +37,12 @@ def derive(seed: int, purpose: str) -> int:
     return int.from_bytes(digest[:8], "big") >> 1
 
 
-def moved(purpose: str, step: int) -> str:
-    """The purpose of ``purpose``'s stream when a run resumes at ``step`` on another kind of
-    device than its checkpoint's: a generator's state does not carry over between kinds (the
-    CPU's Mersenne Twister, CUDA's Philox), so the stream starts afresh from (seed, this name)."""
-    return f"{purpose}/moved-at-step-{step}"
+def moved(seed: int, purpose: str, step: int) -> int:
+    """The generator seed of ``purpose`` for ``seed`` when a run resumes at ``step`` on another
+    kind of device than its checkpoint's: a generator's state does not carry over between kinds
+    (the CPU's Mersenne Twister, CUDA's Philox), so the stream starts afresh from
+    (seed, "<purpose>/moved-at-step-<step>")."""
+    return derive(seed, f"{purpose}/moved-at-step-{step}")
 
 
 def generator(seed: int, purpose: str, device: torch.device | str = "cpu") -> torch.Generator:

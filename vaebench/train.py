@@ -270,7 +270,7 @@ class Width(Protocol):
     def restore(self, saved: dict[str, Any], moved_at: int | None = None) -> None:
         """Back to what :meth:`payload` saved (CPU tensors). With ``moved_at``, the checkpoint
         was written on another kind of device: the noise streams start afresh from
-        ``streams.moved(streams.NOISE, moved_at)``."""
+        ``streams.moved(seed, streams.NOISE, moved_at)``."""
 
 
 def normalize_gradients(grads: Sequence[torch.Tensor], seed_dims: int = 0) -> None:
@@ -435,9 +435,7 @@ class TrainingLoop:
             if moved_at is None:
                 gen.set_state(gen_state.cpu())
             else:
-                gen.manual_seed(
-                    streams.derive(seed, streams.moved(streams.TRAIN_BINARIZATION, step))
-                )
+                gen.manual_seed(streams.moved(seed, streams.TRAIN_BINARIZATION, step))
         if any(last.get(name) != value for name, value in here.items()):
             history.append({"step": step, **here})
         self.segments = history
@@ -594,7 +592,7 @@ class SingleWidth:
         self.optimizer.load_state_dict(saved["optimizer"])
         fresh = None
         if moved_at is not None:
-            fresh = streams.derive(self.seed, streams.moved(streams.NOISE, moved_at))
+            fresh = streams.moved(self.seed, streams.NOISE, moved_at)
         self.noise.load_state(saved["noise"], fresh)
         torch.set_rng_state(saved["torch_rng"].cpu())
 

@@ -300,7 +300,7 @@ def describe_plan(
                 f"seed {seed} {states[stem]}"
                 for i in indices
                 for seed, stem in zip(units[i].seeds, units[i].stems, strict=True)
-                if str(states.get(stem, "new")) != "new"
+                if stem in states and states[stem].status != "new"
             ]
             if said:
                 lines.append(f"    {'; '.join(said)}")
