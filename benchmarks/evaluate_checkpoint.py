@@ -23,7 +23,6 @@ from pathlib import Path
 
 import torch
 
-from vaebench import results
 from vaebench.evaluate import evaluate
 from vaebench.pipeline import build_unit_model, load_suite_data, resolve_device
 from vaebench.plugins import default_host
@@ -55,7 +54,7 @@ def main() -> None:
         labels = "\n  ".join(u.label for u in units)
         raise SystemExit(f"--row {args.row!r} names {len(chosen)} rows of these:\n  {labels}")
     (unit,) = chosen
-    path = results.checkpoint_path(Path(args.root), unit.stems[0])
+    path = unit.checkpoint(Path(args.root), 0)
     if not path.is_file():
         raise SystemExit(f"no checkpoint at {path}: the row has not started, or it has finished")
     payload = torch.load(path, map_location="cpu", weights_only=True)

@@ -71,27 +71,35 @@ def main() -> None:
         suite=args.suite, profile=args.profile, seeds=args.seeds, out=str(args.root)
     )
     planned = plan(request)
-    units = {stem: unit for unit in planned for stem in unit.stems}
+    # A seed's files are under its stem, or under its former stem if written while
+    # checkpoint_every was part of the key.
+    seats = {
+        name: (unit, index)
+        for unit in planned
+        for index, stem in enumerate(unit.stems)
+        for name in (stem, unit.former_stem(index))
+        if name
+    }
     names = _row_names(planned)
 
-    def label(unit: Unit, stem: str) -> str:  # the seed too, where several are planned
-        seed = unit.seeds[unit.stems.index(stem)]
+    def label(unit: Unit, index: int) -> str:  # the seed too, where several are planned
+        seed = unit.seeds[index]
         return names[unit.keys[0]] + (f", seed {seed}" if len(args.seeds) > 1 else "")
 
     rows = []
     finished = set()
     records, _ = results.load_records([args.root])
     for record in records:
-        unit = units.get(record["stem"])
-        if record["status"] != "ok" or unit is None:
+        if record["status"] != "ok" or record["stem"] not in seats:
             continue
-        finished.add(record["stem"])
+        unit, index = seats[record["stem"]]
+        finished.add(unit.stems[index])
         per_epoch = unit.budget.steps_per_epoch(50_000)
         training = record["training"]
         metric = record["metrics"]["iw_nll"]
         rows.append(
             [
-                label(unit, record["stem"]),
+                label(unit, index),
                 _paper(paper, unit, names[unit.keys[0]]),
                 f"**{metric['value']:.2f}** ± {metric.get('stderr', float('nan')):.2f}",
                 f"{training['steps_done'] / per_epoch:.0f} "
@@ -103,15 +111,17 @@ def main() -> None:
         if args.curves:
             _write(args.curves, record["stem"], _curve_rows(training["curve"], per_epoch))
     for path in sorted((args.root / results.CHECKPOINTS).glob("*.pt")):
-        unit = units.get(path.stem)
-        if path.stem in finished or unit is None:
+        if path.stem not in seats:
+            continue
+        unit, index = seats[path.stem]
+        if unit.stems[index] in finished:
             continue
         payload = torch.load(path, map_location="cpu", weights_only=True)
         state = payload["states"][0]
         per_epoch = unit.budget.steps_per_epoch(50_000)
         rows.append(
             [
-                label(unit, path.stem),
+                label(unit, index),
                 _paper(paper, unit, names[unit.keys[0]]),
                 f"training: best validation -ELBO {state['best_val']:.2f}",
                 f"{payload['step'] / per_epoch:.0f} (best {state['best_step'] / per_epoch:.0f})",

@@ -212,3 +212,42 @@ def test_a_checkpoint_left_beside_a_finished_record_is_removed_by_the_next_run(
         again = run(request, host)
     assert (again.ran, again.skipped) == (0, 1)
     assert not left.exists()
+
+
+@pytest.mark.slow
+def test_a_checkpoint_under_its_former_stem_is_resumed(tmp_path: Path) -> None:
+    """A training begun while checkpoint_every was part of the key left its checkpoint under
+    that key's stem: the plan says it resumes, the run continues it, and the record ends with
+    an uninterrupted run's numbers under the key of today."""
+    from vaebench import plugins
+    from vaebench.runner import RunRequest, plan, seed_states
+
+    args = ("--priors", "standard-normal", "--seeds", "0", "--steps", "400", "--eval-every",
+            "20", "--checkpoint-every", "20", "--patience", "1000")  # fmt: skip
+    straight = tmp_path / "straight"
+    subprocess.run(_run_cmd(straight, *args), env=_env(), check=True, capture_output=True)
+
+    resumed = tmp_path / "resumed"
+    checkpoints = resumed / "checkpoints"
+    proc = _start(_run_cmd(resumed, *args))
+    assert _kill_when(proc, lambda: any(checkpoints.glob("*.pt"))), "finished before a checkpoint"
+    request = RunRequest(
+        suite="digits", profile="tiny", seeds=[0], priors=["standard-normal"], steps=400,
+        eval_every=20, checkpoint_every=20, patience=1000, out=str(resumed), progress=False,
+    )  # fmt: skip
+    with plugins.use_host(plugins.PluginHost(entry_points=False)) as host:
+        (unit,) = plan(request, host)
+    (left,) = checkpoints.glob("*.pt")
+    assert left.stem == unit.stems[0]  # the request above is the command's
+    former = unit.former_stem(0)
+    assert former is not None
+    left.rename(results.checkpoint_path(resumed, former))
+    state = seed_states(request, [unit])[unit.stems[0]]
+    assert state.status == "resumes" and state.step is not None and state.step > 0
+
+    subprocess.run(_run_cmd(resumed, *args), env=_env(), check=True, capture_output=True)
+    (a,), (b,) = _records(straight), _records(resumed)
+    assert b["training"]["resumed_from"] == state.step
+    assert a["key"] == b["key"] == unit.keys[0]
+    assert a["metrics"] == b["metrics"]
+    assert not any(checkpoints.glob("*.pt"))

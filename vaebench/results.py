@@ -44,12 +44,18 @@ RECORDS = "records"
 ARTIFACTS = "artifacts"
 CHECKPOINTS = "checkpoints"
 LOCKS = "locks"
+# Budget fields that do not change a result: checkpointing writes state without drawing from any
+# random stream, and a resume continues exactly, so a result's key, and the table it lands in,
+# do not depend on how often its training saved. Records written before this was so carry
+# ``checkpoint_every`` in their key; :func:`result_key` gives them the key they have now.
+RESULT_NEUTRAL_BUDGET = ("checkpoint_every",)
 
 __all__ = [
     "ARTIFACTS",
     "CHECKPOINTS",
     "LOCKS",
     "RECORDS",
+    "RESULT_NEUTRAL_BUDGET",
     "SCHEMA_VERSION",
     "LoadProblem",
     "Record",
@@ -61,9 +67,11 @@ __all__ = [
     "checkpoint_path",
     "load_records",
     "make_key",
+    "neutral_budget",
     "plain_file_mode",
     "prepare_dir",
     "read_record",
+    "result_key",
     "validate_record",
     "write_record",
 ]
@@ -147,6 +155,24 @@ def canonical_json(obj: Any) -> str:
 def make_key(identity: Mapping[str, Any]) -> str:
     """The hash of everything that determines a result (see :func:`vaebench.runner.identity`)."""
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()
+
+
+def neutral_budget(budget: Mapping[str, Any]) -> dict[str, Any]:
+    """``budget`` with the fields that do not change a result (:data:`RESULT_NEUTRAL_BUDGET`)
+    cleared to ``None``, as keys and table groups see it."""
+    return {**budget, **{name: None for name in RESULT_NEUTRAL_BUDGET if name in budget}}
+
+
+def result_key(record: Mapping[str, Any]) -> str:
+    """The key of a record's result as it is computed now: the record's ``key``, except for a
+    record written while ``checkpoint_every`` was part of the key, whose stored identity is
+    hashed again with that field cleared. Resumes and merges compare this key, so such a record
+    stands for the same result as one computed now."""
+    identity = record.get("identity")
+    budget = identity.get("budget") if isinstance(identity, Mapping) else None
+    if not isinstance(budget, Mapping) or neutral_budget(budget) == dict(budget):
+        return str(record["key"])
+    return make_key({**identity, "budget": neutral_budget(budget)})  # type: ignore[dict-item]
 
 
 def _slug(text: str) -> str:
@@ -420,20 +446,33 @@ def load_records(
 
 
 def finished_keys(root: Path) -> dict[str, str]:
-    """key -> status of every readable record in a results directory."""
+    """key (:func:`result_key`) -> status of every readable record in a results directory."""
     out: dict[str, str] = {}
     for path in record_files(root):
         try:
             record = read_record(path)
         except RecordError:
             continue
-        out[record["key"]] = record["status"]
+        key = result_key(record)
+        if out.get(key) != "ok":  # a result written both before and after a key change
+            out[key] = record["status"]
     return out
 
 
 def remove_checkpoint(root: Path, record_stem: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         checkpoint_path(root, record_stem).unlink()
+
+
+def remove_superseded(root: Path, record_stem: str) -> None:
+    """Remove the record, artifacts and checkpoint under ``record_stem``: the files of a result
+    whose record was just written again under another stem (:func:`result_key` is the same)."""
+    import shutil
+
+    with contextlib.suppress(FileNotFoundError):
+        (root / RECORDS / f"{record_stem}.json").unlink()
+    shutil.rmtree(root / ARTIFACTS / record_stem, ignore_errors=True)
+    remove_checkpoint(root, record_stem)
 
 
 @contextlib.contextmanager

@@ -72,6 +72,24 @@ class Unit:
     variants: Mapping[str, str] = dataclasses.field(default_factory=dict)
     defaults: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
+    def former_stem(self, index: int) -> str | None:
+        """The stem the seed at ``index`` had while ``checkpoint_every`` was part of the key
+        (a checkpoint of a run begun then is under it), or None where it is the same stem."""
+        former = {**self.identities[index], "budget": dataclasses.asdict(self.budget)}
+        key = results.make_key(former)
+        if key == self.keys[index]:
+            return None
+        return results.stem(self.suite, self.combination, self.seeds[index], key)
+
+    def checkpoint(self, root: Path, index: int) -> Path:
+        """Where the seed at ``index`` has its checkpoint: under its stem, or under its
+        :meth:`former_stem` if only that one exists."""
+        path = results.checkpoint_path(root, self.stems[index])
+        former = self.former_stem(index)
+        if not path.exists() and former and results.checkpoint_path(root, former).is_file():
+            return results.checkpoint_path(root, former)
+        return path
+
     def only(self, indices: Sequence[int]) -> Unit:
         """This unit with only the seeds at ``indices`` (to resume a partly finished unit)."""
         pick = list(indices)
@@ -397,13 +415,15 @@ def identity(
 ) -> dict[str, Any]:
     """Everything that determines a result; its hash is the result's key. ``components``
     holds the four parts (the objective included); ``seeding`` names the random-stream scheme
-    (:mod:`vaebench.streams`), so results of another scheme never share a key."""
+    (:mod:`vaebench.streams`), so results of another scheme never share a key. The budget's
+    fields that do not change a result (``checkpoint_every``) are cleared
+    (:data:`vaebench.results.RESULT_NEUTRAL_BUDGET`)."""
     return {
         "suite": {"name": suite.name, "version": suite.version, "options": dict(suite_options)},
         "components": {kind: dict(c) for kind, c in components.items()},
         "latent_dim": latent_dim,
         "hidden_dim": hidden_dim,
-        "budget": dataclasses.asdict(budget),
+        "budget": results.neutral_budget(dataclasses.asdict(budget)),
         "eval": dataclasses.asdict(eval_settings),
         "metrics": list(metrics),
         "precision": precision,
@@ -626,9 +646,13 @@ def _failed_outcomes(unit: Unit, exc: BaseException) -> list[dict[str, Any]]:
     return out
 
 
-def write_outcome(root: Path, outcome: Mapping[str, Any]) -> dict[str, Any]:
+def write_outcome(
+    root: Path, outcome: Mapping[str, Any], former: str | None = None
+) -> dict[str, Any]:
     """Artifacts first, then the record (the record is what marks a key done). The record is
-    held to :class:`vaebench.results.Record` before anything is written."""
+    held to :class:`vaebench.results.Record` before anything is written. The files of the same
+    result under its ``former`` stem (:meth:`Unit.former_stem`), if any, are removed once the
+    record is written, as a rerun's record replaces the one under its own stem."""
     record = dict(outcome["record"])
     results.check_record(record)
     stem = record["stem"]
@@ -642,7 +666,29 @@ def write_outcome(root: Path, outcome: Mapping[str, Any]) -> dict[str, Any]:
     results.write_record(root, record)
     if record["status"] == "ok":
         results.remove_checkpoint(root, stem)
+    if former and former != stem:
+        results.remove_superseded(root, former)
     return record
+
+
+def _adopt_former_checkpoints(root: Path, units: Sequence[Unit], held: set[str]) -> None:
+    """Move each checkpoint left under a seed's :meth:`Unit.former_stem` (a run begun while
+    ``checkpoint_every`` was in the key) to the seed's stem, so that the training resumes from
+    it. Only seeds whose stem this run holds, and only under the former stem's lock too: a run
+    of the earlier version may still be writing that checkpoint."""
+    moves = {}
+    for unit in units:
+        for index, stem in enumerate(unit.stems):
+            former = unit.former_stem(index)
+            if stem in held and former and results.checkpoint_path(root, former).is_file():
+                moves[former] = stem
+    if not moves:
+        return
+    with results.key_locks(root, moves) as free:
+        for former in free:
+            target = results.checkpoint_path(root, moves[former])
+            if not target.exists():
+                results.checkpoint_path(root, former).replace(target)
 
 
 def _pending(unit: Unit, done: Mapping[str, str], request: RunRequest) -> list[int]:
@@ -683,7 +729,7 @@ def seed_states(request: RunRequest, units: Sequence[Unit]) -> dict[str, SeedSta
     done = results.finished_keys(root) if (root / results.RECORDS).is_dir() else {}
     out: dict[str, SeedState] = {}
     for unit in units:
-        for key, stem in zip(unit.keys, unit.stems, strict=True):
+        for index, (key, stem) in enumerate(zip(unit.keys, unit.stems, strict=True)):
             status = done.get(key)
             if status == "ok" and not request.force:
                 out[stem] = SeedState("finished")
@@ -691,7 +737,7 @@ def seed_states(request: RunRequest, units: Sequence[Unit]) -> dict[str, SeedSta
             if status == "failed" and not request.retry_failed and not request.force:
                 out[stem] = SeedState("failed (kept: --no-retry-failed)")
                 continue
-            path = results.checkpoint_path(root, stem)
+            path = unit.checkpoint(root, index)
             step = None
             if path.is_file():
                 try:
@@ -730,9 +776,11 @@ def run(
         # A run killed between writing a seed's record and removing its checkpoint leaves the
         # checkpoint behind; the seed is finished, so nothing would ever resume or remove it.
         for unit in units:
-            for key, stem in zip(unit.keys, unit.stems, strict=True):
+            for index, (key, stem) in enumerate(zip(unit.keys, unit.stems, strict=True)):
                 if done.get(key) == "ok":
                     results.remove_checkpoint(root, stem)
+                    if former := unit.former_stem(index):
+                        results.remove_checkpoint(root, former)
     todo = [u.only(idx) for u in units if (idx := _pending(u, done, request))]
     skipped = total - sum(len(u.seeds) for u in todo)
     records_by_key: dict[str, dict[str, Any]] = {}
@@ -741,6 +789,7 @@ def run(
         # Another run may hold some keys, or have finished some between the first look and
         # the locks: keep only seeds locked here and still unfinished.
         done = results.finished_keys(root)
+        _adopt_former_checkpoints(root, todo, held)
         runnable: list[Unit] = []
         busy = 0
         for unit in todo:
@@ -750,6 +799,12 @@ def run(
             skipped += len(mine) - len(still)
             if still:
                 runnable.append(unit.only(mine).only(still))
+        formers = {
+            stem: former
+            for unit in runnable
+            for index, stem in enumerate(unit.stems)
+            if (former := unit.former_stem(index))
+        }
         executor = make_executor(executor_spec, request.executor_options)
         bar = tqdm(
             total=total, initial=skipped, desc=f"{request.suite} grid", disable=not request.progress
@@ -759,8 +814,8 @@ def run(
                 _failed_outcomes(unit, outcome) if isinstance(outcome, BaseException) else outcome
             )
             for item in outcomes:
-                record = write_outcome(root, item)
-                records_by_key[record["key"]] = record
+                record = write_outcome(root, item, formers.get(item["record"]["stem"]))
+                records_by_key[results.result_key(record)] = record
                 ran += 1
                 failed += record["status"] != "ok"
                 if on_record:
@@ -776,7 +831,8 @@ def run(
     wanted = set(keys)
     loaded, _ = results.load_records([root])
     for record in cast(list[dict[str, Any]], loaded):  # Records, held as plain dicts
-        if record["key"] in wanted and record["key"] not in records_by_key:
-            records_by_key[record["key"]] = record
+        key = results.result_key(record)
+        if key in wanted and key not in records_by_key:
+            records_by_key[key] = record
     ordered = [records_by_key[key] for key in keys if key in records_by_key]
     return RunSummary(root, ordered, ran, skipped, failed, busy, units)

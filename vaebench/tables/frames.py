@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from vaebench.errors import VaebenchError
-from vaebench.results import LEGACY_OBJECTIVE, canonical_json
+from vaebench.results import LEGACY_OBJECTIVE, canonical_json, neutral_budget, result_key
 from vaebench.tables.groups import (
     BUDGET_ORDER,
     eval_identity,
@@ -58,7 +58,7 @@ def _identity_row(record: Mapping[str, Any]) -> dict[str, Any]:
     suite = record.get("suite") or {}
     combo = record["combination"]
     training = record.get("training") or {}
-    budget = record.get("budget") or {}
+    budget = neutral_budget(record.get("budget") or {})  # as its table group sees it
     meta = {
         name: {"unit": m.get("unit", ""), "higher_is_better": m.get("higher_is_better")}
         for name, m in record["metrics"].items()
@@ -135,7 +135,9 @@ _R = TypeVar("_R", bound=Mapping[str, Any])
 
 
 def merge_records(records: Iterable[_R]) -> tuple[list[_R], list[str]]:
-    """Drop repeated keys: identical copies silently, differing ones reported as conflicts.
+    """Drop repeated keys (:func:`vaebench.results.result_key`, so a record written before
+    ``checkpoint_every`` left the key is the same result as one written after): identical
+    copies silently, differing ones reported as conflicts.
 
     The first record of a key is kept; each later copy whose status or metric values differ
     yields one message naming both files.
@@ -143,7 +145,7 @@ def merge_records(records: Iterable[_R]) -> tuple[list[_R], list[str]]:
     kept: dict[str, _R] = {}
     conflicts: list[str] = []
     for record in records:
-        first = kept.setdefault(record["key"], record)
+        first = kept.setdefault(result_key(record), record)
         if first is record or _metric_numbers(first) == _metric_numbers(record):
             continue
         old, new = _metric_numbers(first)[1], _metric_numbers(record)[1]

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vaebench.results import canonical_json
+from vaebench.results import canonical_json, neutral_budget
 
 BUDGET_ORDER = ("steps", "epochs", "max_seconds", "batch_size", "lr")
 EVAL_ORDER = ("k", "k_ood", "seed", "max_elements", "metrics")
@@ -64,15 +64,16 @@ def seeding(record: Mapping[str, Any]) -> str:
 
 
 def comparability_group(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields two records must share to appear in one table: suite, profile, budget,
-    evaluation settings, and the random-stream scheme (seeds of different schemes are
-    different samples, so their means are not averaged together)."""
+    """The fields two records must share to appear in one table: suite, profile, budget (less
+    the fields that do not change a result, such as ``checkpoint_every``), evaluation
+    settings, and the random-stream scheme (seeds of different schemes are different samples,
+    so their means are not averaged together)."""
     suite = record.get("suite") or {}
     group = {
         "suite": text(suite.get("name")),
         "version": text(suite.get("version")),
         "profile": text(suite.get("profile")),
-        "budget": record.get("budget") or {},
+        "budget": neutral_budget(record.get("budget") or {}),
         "eval": eval_identity(record),
     }
     if seeding(record) != LEGACY_SEEDING:
