@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from vaebench.commands.run import key_value
 from vaebench.evaluate import evaluate
 from vaebench.pipeline import build_unit_model, load_suite_data, resolve_device
 from vaebench.plugins import default_host
@@ -34,6 +35,14 @@ def main() -> None:
     parser.add_argument("root")
     parser.add_argument("--suite", default="mnist")
     parser.add_argument("--profile", default="tomczak2018")
+    parser.add_argument(
+        "--option",
+        action="append",
+        type=key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="suite option, as vaebench run takes it (--option binarization=static)",
+    )
     parser.add_argument("--row", required=True, help="a prior or objective label of the profile")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -41,7 +50,12 @@ def main() -> None:
     args = parser.parse_args()
     host = default_host()
     request = RunRequest(
-        suite=args.suite, profile=args.profile, seeds=[args.seed], out=args.root, progress=False
+        suite=args.suite,
+        profile=args.profile,
+        seeds=[args.seed],
+        out=args.root,
+        suite_options=dict(args.option),
+        progress=False,
     )
     units = plan(request, host)
     chosen = [

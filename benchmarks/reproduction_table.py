@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from vaebench import results
+from vaebench.commands.run import key_value
 from vaebench.runner import RunRequest, Unit, plan
 
 
@@ -62,13 +63,25 @@ def main() -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("--suite", default="mnist")
     parser.add_argument("--profile", default="tomczak2018")
+    parser.add_argument(
+        "--option",
+        action="append",
+        type=key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="suite option, as vaebench run takes it (--option binarization=static)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--paper", nargs="*", default=[], metavar="NAME=NATS")
     parser.add_argument("--curves", type=Path)
     args = parser.parse_args()
     paper = dict(item.rsplit("=", 1) for item in args.paper)  # a name may hold "=": k=50
     request = RunRequest(
-        suite=args.suite, profile=args.profile, seeds=args.seeds, out=str(args.root)
+        suite=args.suite,
+        profile=args.profile,
+        seeds=args.seeds,
+        out=str(args.root),
+        suite_options=dict(args.option),
     )
     planned = plan(request)
     # A seed's files are under its stem, or under its former stem if written while

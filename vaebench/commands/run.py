@@ -35,7 +35,9 @@ def _seed_batch(text: str) -> int | str:
     return "auto" if text == "auto" else _positive_int(text)
 
 
-def _key_value(text: str) -> tuple[str, Any]:
+def key_value(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` from the command line: the value read as JSON where it is JSON
+    (``k=50``, ``flag=true``, ``bounds=[-6, 2]``), else kept as text."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, raw = text.split("=", 1)
@@ -74,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--option",
         dest="suite_options",
         action="append",
-        type=_key_value,
+        type=key_value,
         default=[],
         metavar="KEY=VALUE",
         help="suite option, e.g. --option binarization=static (repeatable)",
@@ -129,7 +131,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--executor-option",
         dest="executor_options",
         action="append",
-        type=_key_value,
+        type=key_value,
         default=[],
         metavar="KEY=VALUE",
         help="executor option, e.g. retries=3, timeout=600, cpus=2, gpus=1 (repeatable)",
@@ -189,7 +191,7 @@ def _component_options(items: list[str]) -> dict[str, dict[str, Any]]:
                 f"--component-option {item!r} must look like encoder.KEY=VALUE, "
                 "decoder.KEY=VALUE, prior.KEY=VALUE or objective.KEY=VALUE"
             )
-        key, value = _key_value(item.split(".", 1)[1])
+        key, value = key_value(item.split(".", 1)[1])
         out.setdefault(kind, {})[key] = value
     return out
 
