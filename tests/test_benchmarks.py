@@ -66,13 +66,22 @@ def test_reproduction_table_names_rows_by_what_varies_and_reads_unfinished_check
     with plugins.use_host(plugins.PluginHost(entry_points=False)) as host:
         units = plan(request, host)
     k50 = next(u for u in units if u.label.endswith("iwae(k=50)"))
+    k5 = next(u for u in units if u.label.endswith("/ iwae"))  # k = 5, its default
     root = results.prepare_dir(tmp_path)
     curve = [{"step": 2500 * e, "train_loss": 90.0, "val_neg_elbo": 95.0 - e, "seconds": 9.0 * e}
              for e in (1, 2, 3)]  # fmt: skip
     state = {"best_val": 92.0, "best_step": 7500, "bad": 0, "curve": curve}
+    # k = 50's run began while checkpoint_every was part of the key: its checkpoint is under
+    # the former stem, and still its row's.
+    former = k50.former_stem(0)
+    assert former is not None
     torch.save(
         {"kind": "single", "states": [state], "step": 7500, "elapsed": 5400.0},
-        results.checkpoint_path(root, k50.stems[0]),
+        results.checkpoint_path(root, former),
+    )
+    torch.save(
+        {"kind": "single", "states": [{**state, "bad": 2}], "step": 12500, "elapsed": 3600.0},
+        results.checkpoint_path(root, k5.stems[0]),
     )
     out = bench(
         "reproduction_table.py", str(root), "--profile", "burda2015",
@@ -83,7 +92,11 @@ def test_reproduction_table_names_rows_by_what_varies_and_reads_unfinished_check
         "| standard-normal / iwae(k=50) | 84.78 | training: best validation -ELBO 92.00 "
         "| 3 (best 3) | 1.5 h | not finished (0 epochs without improvement) |"
     ) in out
-    with open(tmp_path / "curves" / f"{k50.stems[0]}.csv") as f:
+    assert (
+        "| standard-normal / iwae | - | training: best validation -ELBO 92.00 "
+        "| 5 (best 3) | 1.0 h | not finished (2 epochs without improvement) |"
+    ) in out
+    with open(tmp_path / "curves" / f"{former}.csv") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["step", "epoch", "train_loss", "val_neg_elbo", "seconds"]
     assert [float(r[1]) for r in rows[1:]] == [1.0, 2.0, 3.0]  # 2,500 steps of 20 an epoch
