@@ -11,10 +11,11 @@ Usage::
 The profile is planned (as ``vaebench run --suite SUITE --budget PROFILE --seeds ...`` plans
 it) to name each row by what varies in it (prior and objective, with their options) and to
 count its epochs. ``--paper`` gives the paper's number by a row's prior or objective label.
-Prints one Markdown row per combination and seed: the paper's number, ours (the test IW-NLL
-with its standard error, once evaluated; else the best validation -ELBO so far, an upper bound
-that is not the paper's measure), epochs trained, wall time, status. With ``--curves`` each
-row's validation curve is written as CSV (step, epoch, train loss, validation -ELBO, seconds).
+Prints one Markdown row per combination and seed (named with the suite options given by
+``--option``): the paper's number, ours (the test IW-NLL with its standard error, once
+evaluated; else the best validation -ELBO so far, an upper bound that is not the paper's
+measure), epochs trained, wall time, status. With ``--curves`` each row's validation curve is
+written as CSV (step, epoch, train loss, validation -ELBO, seconds).
 """
 
 from __future__ import annotations
@@ -95,9 +96,11 @@ def main() -> None:
     }
     names = _row_names(planned)
 
-    def label(unit: Unit, index: int) -> str:  # the seed too, where several are planned
+    options = "".join(f", {key}={value}" for key, value in args.option)
+
+    def label(unit: Unit, index: int) -> str:  # the suite options and seed too, where given
         seed = unit.seeds[index]
-        return names[unit.keys[0]] + (f", seed {seed}" if len(args.seeds) > 1 else "")
+        return names[unit.keys[0]] + options + (f", seed {seed}" if len(args.seeds) > 1 else "")
 
     rows = []
     finished = set()

@@ -101,6 +101,25 @@ def test_reproduction_table_names_rows_by_what_varies_and_reads_unfinished_check
     assert rows[0] == ["step", "epoch", "train_loss", "val_neg_elbo", "seconds"]
     assert [float(r[1]) for r in rows[1:]] == [1.0, 2.0, 3.0]  # 2,500 steps of 20 an epoch
 
+    # Suite options plan other keys, and name the rows.
+    static = dataclasses.replace(request, suite_options={"binarization": "static"})
+    with plugins.use_host(plugins.PluginHost(entry_points=False)) as host:
+        (elbo,) = [u for u in plan(static, host) if u.label.endswith("/ elbo")]
+    assert elbo.stems[0] not in (u.stems[0] for u in units)
+    torch.save(
+        {"kind": "single", "states": [state], "step": 7500, "elapsed": 1800.0},
+        results.checkpoint_path(root, elbo.stems[0]),
+    )
+    out = bench(
+        "reproduction_table.py", str(root), "--profile", "burda2015", "--option",
+        "binarization=static", "--paper", "elbo=86.76", data=real_data_dir,
+    )  # fmt: skip
+    assert (
+        "| standard-normal / elbo, binarization=static | 86.76 | training: best validation "
+        "-ELBO 92.00 | 3 (best 3) | 0.5 h |"
+    ) in out
+    assert "iwae" not in out  # the rows of the other keys are not this plan's
+
 
 @pytest.mark.slow
 def test_evaluate_checkpoint_gives_what_the_run_would_record_for_the_best_state(
