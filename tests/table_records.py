@@ -33,6 +33,7 @@ def make_record(
     steps: int = 2000,
     status: str = "ok",
     stderr: float | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A complete record; ``metrics`` maps names to values (unit and direction from META)."""
     encoder, decoder, prior = COMBOS[combo]
@@ -54,7 +55,9 @@ def make_record(
         "max_elements": 33554432,
         "metrics": ["likelihood"],
     }
-    suite_block = {"name": suite, "version": version, "profile": profile, "options": {}}
+    suite_block = {
+        "name": suite, "version": version, "profile": profile, "options": dict(options or {})
+    }  # fmt: skip
     key = results.make_key(
         {
             "suite": suite_block,

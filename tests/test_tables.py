@@ -412,3 +412,30 @@ def test_the_ood_tables_say_where_auprc_chance_lies(tmp_path: Path) -> None:
     likelihood, _, ood = text.partition("Out-of-distribution")
     assert "AUPRC's chance level is the OOD set's share" in ood
     assert "AUPRC's chance level" not in likelihood
+
+
+def test_records_of_other_suite_options_are_other_tables_never_averaged(tmp_path: Path) -> None:
+    """Static and dynamic binarization are two data sets: same combination, same budget, yet
+    their seeds are not one mean."""
+    dynamic = [
+        make_record("a", seed, {"iw_nll": value}, options={"binarization": "dynamic"})
+        for seed, value in enumerate((84.65, 84.46))
+    ]
+    static = [make_record("a", 0, {"iw_nll": 88.35}, options={"binarization": "static"})]
+    boards = tables.leaderboard(dynamic + static, ["iw_nll"])
+    by_option = {b.options["binarization"]: b for b in boards}
+    assert sorted(by_option) == ["dynamic", "static"]
+    assert by_option["static"].rows[0].cells["iw_nll"].n == 1
+    assert by_option["static"].rows[0].cells["iw_nll"].mean == pytest.approx(88.35)
+    assert by_option["dynamic"].rows[0].cells["iw_nll"].mean == pytest.approx(84.555)
+    assert by_option["static"].description.startswith("suite options: binarization=static; ")
+    assert "they differ in option.binarization" in by_option["static"].notes[0]
+    # An option left unset is no option: such a record shares a group with one without.
+    unset = make_record("a", 0, {"iw_nll": 1.0}, options={"limit": None})
+    assert tables.group_id(unset) == tables.group_id(make_record("a", 0, {"iw_nll": 1.0}))
+    # A CSV export reads back with its options, into the same groups.
+    csv = tmp_path / "per_seed.csv"
+    csv.write_text(tables.to_csv(tables.records_frame(dynamic + static)))
+    loaded, problems = tables.load_results([csv])
+    assert problems == []
+    assert sorted(map(tables.group_id, loaded)) == sorted(map(tables.group_id, dynamic + static))

@@ -152,7 +152,10 @@ def _groups(stats: pd.DataFrame, suite: str) -> dict[str, pd.DataFrame]:
 def _fields(group: pd.DataFrame) -> dict[str, str]:
     first = group.iloc[0]
     budget, eval_ = json.loads(first["budget_json"]), json.loads(first["eval_json"])
-    return tables.group_fields(first["version"], first["profile"], budget, eval_, first["seeding"])
+    options = json.loads(first["options_json"])
+    return tables.group_fields(
+        first["version"], first["profile"], budget, eval_, first["seeding"], options
+    )
 
 
 def _mismatch(suite: str, only_base: list[pd.DataFrame], only_cur: list[pd.DataFrame]) -> str:

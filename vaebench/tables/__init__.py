@@ -7,12 +7,13 @@
                           export --per-seed          section_tables      render: md / latex /
                                                   (what metrics declare)  html / csv / json
 
-Only records of one *comparability group* share a table: same suite name, version and profile,
-same budget (less ``checkpoint_every``, which does not change a result), same evaluation
-settings (the eval block less its timing) and same random-stream scheme. A group is named by
-the first 8 hex digits of the hash of those fields. When one suite has several groups, each
-gets its own table with a note saying which fields differ. Within a group, rows are
-combinations: encoder, decoder, prior and (from schema 2) objective.
+Only records of one *comparability group* share a table: same suite name, version, options
+(the set ones: ``binarization=static`` is other data) and profile, same budget (less
+``checkpoint_every``, which does not change a result), same evaluation settings (the eval
+block less its timing) and same random-stream scheme. A group is named by the first 8 hex
+digits of the hash of those fields. When one suite has several groups, each gets its own table
+with a note saying which fields differ. Within a group, rows are combinations: encoder,
+decoder, prior and (from schema 2) objective.
 
 The modules: :mod:`.groups` (groups and labels), :mod:`.info` (metric units and directions),
 :mod:`.frames` (records as frames, aggregates), :mod:`.board` (leaderboards, marks, Welch's

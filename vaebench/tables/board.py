@@ -87,6 +87,7 @@ class Leaderboard:
     notes: list[str] = field(default_factory=list)
     footnotes: list[str] = field(default_factory=list)
     seeding: str = LEGACY_SEEDING
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -186,6 +187,7 @@ def _build_board(
     """The table of one group from its aggregates and per-seed values."""
     first = stats.iloc[0]
     budget, eval_ = json.loads(first["budget_json"]), json.loads(first["eval_json"])
+    options = json.loads(first["options_json"])
     rows = []
     for _, agg in stats.iterrows():
         seeds = per_seed.get((agg["group"], agg["combination"]))
@@ -230,13 +232,15 @@ def _build_board(
         budget=budget,
         eval=eval_,
         description=(
-            f"budget: {settings_summary(budget, BUDGET_ORDER)}; "
+            (f"suite options: {settings_summary(options)}; " if options else "")
+            + f"budget: {settings_summary(budget, BUDGET_ORDER)}; "
             f"eval: {settings_summary(eval_, EVAL_ORDER)}; group {first['group']}."
         ),
         metrics=infos,
         rank_by=rank_by,
         rows=rows,
         seeding=first["seeding"],
+        options=options,
     )
     board.footnotes = _board_footnotes(board, untested)
     return board
@@ -250,7 +254,10 @@ def _note_differences(boards: Sequence[Leaderboard]) -> None:
     for suite, group in by_suite.items():
         if len(group) < 2:
             continue
-        flats = [group_fields(b.version, b.profile, b.budget, b.eval, b.seeding) for b in group]
+        flats = [
+            group_fields(b.version, b.profile, b.budget, b.eval, b.seeding, b.options)
+            for b in group
+        ]
         fields = differing_fields(flats)
         for board, flat in zip(group, flats, strict=True):
             here = ", ".join(f"{f}={flat.get(f, 'null')}" for f in fields)
@@ -299,7 +306,12 @@ def leaderboard(
         for _, part in stats.groupby("group", sort=False)
     ]
     boards.sort(
-        key=lambda b: (b.suite, b.version, b.profile, canonical_json([b.budget, b.eval, b.seeding]))
+        key=lambda b: (
+            b.suite,
+            b.version,
+            b.profile,
+            canonical_json([b.options, b.budget, b.eval, b.seeding]),
+        )
     )
     _note_differences(boards)
     if conflicts:

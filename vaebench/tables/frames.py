@@ -22,6 +22,7 @@ from vaebench.tables.groups import (
     record_label,
     seeding,
     settings_summary,
+    suite_options,
     text,
 )
 from vaebench.tables.info import check_metrics, metric_names
@@ -30,11 +31,12 @@ STDERR_SUFFIX = ":stderr"
 ID_COLUMNS = (
     "key", "suite", "version", "profile", "group", "budget", "encoder", "decoder", "prior",
     "objective", "seeding", "combination", "seed", "status", "error", "n_params", "steps_done",
-    "train_seconds", "budget_json", "eval_json", "components_json", "metric_meta", "path",
+    "train_seconds", "budget_json", "eval_json", "options_json", "components_json", "metric_meta",
+    "path",
 )  # fmt: skip
 GROUP_COLUMNS = [
-    "group", "suite", "version", "profile", "budget", "budget_json", "eval_json", "seeding",
-    "combination", "encoder", "decoder", "prior", "objective",
+    "group", "suite", "version", "profile", "budget", "budget_json", "eval_json", "options_json",
+    "seeding", "combination", "encoder", "decoder", "prior", "objective",
 ]  # fmt: skip
 
 
@@ -84,6 +86,7 @@ def _identity_row(record: Mapping[str, Any]) -> dict[str, Any]:
         "train_seconds": training.get("seconds"),
         "budget_json": canonical_json(budget),
         "eval_json": canonical_json(eval_identity(record)),
+        "options_json": canonical_json(suite_options(record)),
         # What the label's option suffixes come from, so a CSV reads back to the same labels.
         "components_json": canonical_json(_label_components(record)),
         "metric_meta": canonical_json(meta),

@@ -63,11 +63,21 @@ def seeding(record: Mapping[str, Any]) -> str:
     return text(record.get("seeding")) or LEGACY_SEEDING
 
 
+def suite_options(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The suite options a record's data was loaded with (``binarization``, ``limit``...),
+    those left unset (None) left out."""
+    options = (record.get("suite") or {}).get("options")
+    if not isinstance(options, Mapping):
+        return {}
+    return {name: value for name, value in options.items() if value is not None}
+
+
 def comparability_group(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields two records must share to appear in one table: suite, profile, budget (less
-    the fields that do not change a result, such as ``checkpoint_every``), evaluation
-    settings, and the random-stream scheme (seeds of different schemes are different samples,
-    so their means are not averaged together)."""
+    """The fields two records must share to appear in one table: suite, its options (the data:
+    ``binarization=static`` is another data set than ``dynamic``), profile, budget (less the
+    fields that do not change a result, such as ``checkpoint_every``), evaluation settings,
+    and the random-stream scheme (seeds of different schemes are different samples, so their
+    means are not averaged together)."""
     suite = record.get("suite") or {}
     group = {
         "suite": text(suite.get("name")),
@@ -78,6 +88,8 @@ def comparability_group(record: Mapping[str, Any]) -> dict[str, Any]:
     }
     if seeding(record) != LEGACY_SEEDING:
         group["seeding"] = seeding(record)
+    if options := suite_options(record):  # different data: statically binarized MNIST...
+        group["options"] = options
     return group
 
 
@@ -104,9 +116,11 @@ def group_fields(
     budget: Mapping[str, Any],
     eval_: Mapping[str, Any],
     seeding: str = LEGACY_SEEDING,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """A group's settings flattened to ``field -> shown value`` to spell out differences."""
     fields = {"version": version, "profile": profile, "seeding": seeding}
+    fields.update({f"option.{k}": show(v) for k, v in (options or {}).items()})
     fields.update({f"budget.{k}": show(v) for k, v in budget.items()})
     fields.update({f"eval.{k}": show(v) for k, v in eval_.items()})
     return fields

@@ -55,7 +55,12 @@ def _record_from_row(row: Mapping[str, str], label: str) -> Record:
         "key": row["key"],
         "status": row["status"],
         "error": {"type": None, "message": error} if error else None,
-        "suite": {"name": row["suite"], "version": row["version"], "profile": row["profile"]},
+        "suite": {
+            "name": row["suite"],
+            "version": row["version"],
+            "profile": row["profile"],
+            "options": json.loads(row.get("options_json") or "{}"),  # older exports lack it
+        },
         "combination": combination,
         "components": json.loads(row.get("components_json") or "{}"),
         "seed": int(row["seed"]),
