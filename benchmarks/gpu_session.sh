@@ -10,7 +10,7 @@
 #   .gpu/runs/NAME/         a results directory per row, with the row's checkpoint if it has one
 #   .gpu/rows               optional: one row per line, "NAME vaebench-run-arguments..."; without
 #                           it, burda2015's IWAE k = 50 row (32 h on 2 CPU cores, the longest
-#                           set-up) and the VampPrior row of tomczak2018
+#                           set-up) and the VampPrior rows of tomczak2018, dynamic and static
 # Outputs, in $OUT (the GPU tool's; default gpu-out/; files under 16 MiB, as the GPU tool brings back):
 #   bench_gpu.txt, bench_profiles.txt, rows.log, and NAME.tgz.part-aa, -ab... per row: the row's
 #   results directory, tarred and split; join with `cat NAME.tgz.part-* | tar -xz`.
@@ -47,7 +47,8 @@ if [ -f "$work/rows" ]; then
     rows=$(cat "$work/rows")
 else
     rows="burda2015 --suite mnist --budget burda2015 --objectives iwae --component-option objective.k=50 --seeds 0
-tomczak2018 --suite mnist --budget tomczak2018 --priors vamp --seeds 0"
+tomczak2018 --suite mnist --budget tomczak2018 --priors vamp --seeds 0
+tomczak2018-static --suite mnist --budget tomczak2018 --priors vamp --seeds 0 --option binarization=static"
 fi
 todo=$(grep -c . <<<"$rows")
 while read -r name args; do
