@@ -152,6 +152,14 @@ def test_different_budgets_are_not_comparable() -> None:
     assert "not comparable (budget.steps: baseline 2000, current 500)" in str(info.value)
 
 
+def test_other_suite_options_are_not_comparable() -> None:
+    with pytest.raises(ConfigError) as info:
+        compare(runs(options={"binarization": "dynamic"}), runs(options={"binarization": "static"}))
+    assert "not comparable (option.binarization: baseline dynamic, current static)" in str(
+        info.value
+    )
+
+
 def test_a_group_without_counterpart_is_reported() -> None:
     result = compare(runs() + runs(combos="a", steps=500), runs(), ["iw_nll"])
     (mismatch,) = result.mismatches
