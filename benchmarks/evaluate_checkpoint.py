@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from vaebench.commands.run import key_value
+from vaebench.commands.run import add_suite_option_argument
 from vaebench.evaluate import evaluate
 from vaebench.pipeline import build_unit_model, load_suite_data, resolve_device
 from vaebench.plugins import default_host
@@ -35,14 +35,7 @@ def main() -> None:
     parser.add_argument("root")
     parser.add_argument("--suite", default="mnist")
     parser.add_argument("--profile", default="tomczak2018")
-    parser.add_argument(
-        "--option",
-        action="append",
-        type=key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="suite option, as vaebench run takes it (--option binarization=static)",
-    )
+    add_suite_option_argument(parser)
     parser.add_argument("--row", required=True, help="a prior or objective label of the profile")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
@@ -54,7 +47,7 @@ def main() -> None:
         profile=args.profile,
         seeds=[args.seed],
         out=args.root,
-        suite_options=dict(args.option),
+        suite_options=dict(args.suite_options),
         progress=False,
     )
     units = plan(request, host)

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from vaebench import results
-from vaebench.commands.run import key_value
+from vaebench.commands.run import add_suite_option_argument
 from vaebench.runner import RunRequest, Unit, plan
 
 
@@ -64,14 +64,7 @@ def main() -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("--suite", default="mnist")
     parser.add_argument("--profile", default="tomczak2018")
-    parser.add_argument(
-        "--option",
-        action="append",
-        type=key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="suite option, as vaebench run takes it (--option binarization=static)",
-    )
+    add_suite_option_argument(parser)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--paper", nargs="*", default=[], metavar="NAME=NATS")
     parser.add_argument("--curves", type=Path)
@@ -82,7 +75,7 @@ def main() -> None:
         profile=args.profile,
         seeds=args.seeds,
         out=str(args.root),
-        suite_options=dict(args.option),
+        suite_options=dict(args.suite_options),
     )
     planned = plan(request)
     # A seed's files are under its stem, or under its former stem if written while
@@ -96,7 +89,7 @@ def main() -> None:
     }
     names = _row_names(planned)
 
-    options = "".join(f", {key}={value}" for key, value in args.option)
+    options = "".join(f", {key}={value}" for key, value in args.suite_options)
 
     def label(unit: Unit, index: int) -> str:  # the suite options and seed too, where given
         seed = unit.seeds[index]

@@ -48,6 +48,19 @@ def key_value(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def add_suite_option_argument(parser: Any) -> None:
+    """``--option KEY=VALUE`` (repeatable) into ``suite_options``: a list of (key, value)."""
+    parser.add_argument(
+        "--option",
+        dest="suite_options",
+        action="append",
+        type=key_value,
+        default=[],
+        metavar="KEY=VALUE",
+        help="suite option, e.g. --option binarization=static (repeatable)",
+    )
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="train and evaluate a suite's grid")
     what = p.add_argument_group("what to train")
@@ -72,15 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--seeds", nargs="+", type=int, metavar="N")
     what.add_argument("--latent-dim", type=_positive_int)
     what.add_argument("--hidden-dim", type=_positive_int, help="hidden width of the MLPs")
-    what.add_argument(
-        "--option",
-        dest="suite_options",
-        action="append",
-        type=key_value,
-        default=[],
-        metavar="KEY=VALUE",
-        help="suite option, e.g. --option binarization=static (repeatable)",
-    )
+    add_suite_option_argument(what)
     what.add_argument(
         "--component-option",
         dest="component_options",
