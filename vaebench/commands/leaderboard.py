@@ -25,7 +25,8 @@ def add_parser(subparsers: Any) -> None:
         help="rank combinations per suite, with mean ± std over seeds and significance marks",
         description=(
             "Rank the combinations of every suite by a metric. Only comparable results (same "
-            "suite version, profile, budget and eval settings) share a table. Cells show mean ± "
+            "suite version and options, profile, budget, eval settings and random-stream "
+            "scheme) share a table. Cells show mean ± "
             "std over seeds; the best is bold and rows not significantly worse than it (Welch's "
             "one-sided t-test, alpha 0.05) carry a dagger."
         ),

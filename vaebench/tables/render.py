@@ -105,8 +105,8 @@ def _frame_grid(frame: pd.DataFrame) -> _Grid:
         align=["left"] * 4 + ["right", "left"] + ["right"] * (len(headers) - 6),
         rows=rows,
         footnotes=[
-            "One row per run; group: records sharing suite version, profile, budget and eval "
-            "settings."
+            "One row per run; group: records sharing suite version and options, profile, "
+            "budget, eval settings and random-stream scheme."
         ],
     )
 
