@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -15,7 +16,8 @@ from vaebench import __version__
 from vaebench.errors import VaebenchError
 
 # Exit statuses: 0 done, 1 a verdict (every result failed; compare: a regression), 2 bad input,
-# 3 incomplete (run: seeds left to another run), 4 an internal error, 130 interrupted.
+# 3 incomplete (run: seeds left to another run), 4 an internal error, 128 + N stopped by
+# signal N (130: SIGINT, 143: SIGTERM).
 EXIT_INTERNAL = 4
 COMMANDS = ("run", "plugins", "list", "export", "leaderboard", "compare", "report")
 
@@ -47,11 +49,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VaebenchError as exc:
         print(f"vaebench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        step = getattr(exc, "checkpoint_step", None)
+        saved = f"; training saved a checkpoint at step {step:,}" if step is not None else ""
         print(
-            "vaebench: interrupted; finished results are kept, run again to resume", file=sys.stderr
+            f"vaebench: interrupted ({signal.Signals(signum).name}){saved}; finished results are "
+            "kept, run the same command again to resume",
+            file=sys.stderr,
         )
-        return 130
+        return 128 + signum
     except Exception:  # a bug, not bad input: the traceback, and a status no command gives
         import traceback
 

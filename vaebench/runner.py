@@ -6,6 +6,7 @@ Only the runner decides what runs; only :mod:`vaebench.results` writes. A unit i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import inspect
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from vaebench import results, streams
+from vaebench import interrupts, results, streams
 from vaebench.contracts import COMPONENT_KINDS, Budget, EvalSettings, Grid, Profile, Suite
 from vaebench.errors import ConfigError, VaebenchError
 from vaebench.plugins import PluginHost, default_host
@@ -809,18 +810,23 @@ def run(
         bar = tqdm(
             total=total, initial=skipped, desc=f"{request.suite} grid", disable=not request.progress
         )
-        for unit, outcome in executor.map(runnable, run_unit):
-            outcomes = (
-                _failed_outcomes(unit, outcome) if isinstance(outcome, BaseException) else outcome
-            )
-            for item in outcomes:
-                record = write_outcome(root, item, formers.get(item["record"]["stem"]))
-                records_by_key[results.result_key(record)] = record
-                ran += 1
-                failed += record["status"] != "ok"
-                if on_record:
-                    on_record(record)
-            bar.update(len(unit.seeds))
+        # In this process, SIGINT and SIGTERM stop a training with a checkpoint of its step.
+        in_process = getattr(executor, "in_process", False)
+        with interrupts.stop_on_signals() if in_process else contextlib.nullcontext():
+            for unit, outcome in executor.map(runnable, run_unit):
+                outcomes = (
+                    _failed_outcomes(unit, outcome)
+                    if isinstance(outcome, BaseException)
+                    else outcome
+                )
+                for item in outcomes:
+                    record = write_outcome(root, item, formers.get(item["record"]["stem"]))
+                    records_by_key[results.result_key(record)] = record
+                    ran += 1
+                    failed += record["status"] != "ok"
+                    if on_record:
+                        on_record(record)
+                bar.update(len(unit.seeds))
         bar.close()
     if busy:
         print(

@@ -39,7 +39,7 @@ from torch.distributions import (
     utils,
 )
 
-from vaebench import streams
+from vaebench import interrupts, streams
 from vaebench.contracts import Budget, Progress, SuiteData
 from vaebench.environment import segment
 from vaebench.errors import TrainingError
@@ -468,24 +468,45 @@ class TrainingLoop:
             disable=not progress,
         )
         budget = self.budget
-        while self.step < self.total_steps and any(self.active):
-            if budget.max_seconds is not None and self.now() >= budget.max_seconds:
-                for st in self.states:
-                    st.cap_hit = st.active
-                break
-            self.train_step()
-            bar.update(1)
-            if self.step % budget.eval_every == 0 or self.step == self.total_steps:
-                val_losses = self.width.validate()
-                for i, active in enumerate(self.active):
-                    if active:
-                        self.note(i, val_losses[i])
-                bar.set_postfix(val=f"{min(val_losses):.2f}")
-            due = budget.checkpoint_every and self.step % budget.checkpoint_every == 0
-            if due and checkpoint is not None and write_bytes is not None:
-                save_payload(checkpoint, self.payload(), write_bytes)
+        can_save = checkpoint is not None and write_bytes is not None
+        with interrupts.deferred(can_save):
+            while self.step < self.total_steps and any(self.active):
+                if budget.max_seconds is not None and self.now() >= budget.max_seconds:
+                    for st in self.states:
+                        st.cap_hit = st.active
+                    break
+                self.train_step()
+                bar.update(1)
+                if self.step % budget.eval_every == 0 or self.step == self.total_steps:
+                    val_losses = self.width.validate()
+                    for i, active in enumerate(self.active):
+                        if active:
+                            self.note(i, val_losses[i])
+                    bar.set_postfix(val=f"{min(val_losses):.2f}")
+                due = budget.checkpoint_every and self.step % budget.checkpoint_every == 0
+                if due and checkpoint is not None and write_bytes is not None:
+                    save_payload(checkpoint, self.payload(), write_bytes)
+                self.stop_if_asked(bar, checkpoint, write_bytes)
+            self.stop_if_asked(bar, checkpoint, write_bytes)
         bar.close()
         return self.finish()
+
+    def stop_if_asked(
+        self,
+        bar: Any,
+        checkpoint: Path | None,
+        write_bytes: Callable[[Path, bytes], None] | None,
+    ) -> None:
+        """Where a signal asked for a stop (:mod:`vaebench.interrupts`): a checkpoint of this
+        step, then :class:`~vaebench.interrupts.Interrupted`."""
+        signum = interrupts.requested()
+        if signum is None:
+            return
+        bar.close()
+        if checkpoint is None or write_bytes is None:
+            raise interrupts.Interrupted(signum)
+        save_payload(checkpoint, self.payload(), write_bytes)
+        raise interrupts.Interrupted(signum, self.step)
 
     def finish(self) -> list[TrainResult | TrainingError]:
         """A last validation where the loop ended off an evaluation step, the best states into

@@ -9,6 +9,10 @@ from vaebench.contracts import ExecutorSpec
 
 
 class LocalExecutor:
+    # Units run in the caller's process, so the caller's signal handling reaches their training
+    # loops (:mod:`vaebench.interrupts`).
+    in_process = True
+
     def __init__(self, **_: Any) -> None:
         pass
 
